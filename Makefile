@@ -1,0 +1,43 @@
+# halite: the two commands of the README, and the rest.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+HALITE := $(VENV)/bin/halite
+SALT_SSH := $(VENV)/bin/salt-ssh
+SALT_RUN := $(VENV)/bin/salt-run
+RUNS ?= 3
+DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
+        postgresql-15 postgresql-client-15 chromium chromium-driver
+
+.PHONY: deps demo test test-unit down status bench-failover bench-web clean
+
+$(VENV)/.deps-ok: pyproject.toml
+	@echo "==> Debian packages: $(DEBS)"
+	@if ! dpkg -s $(DEBS) >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; fi
+	@echo "==> Python virtualenv $(VENV) (salt 3008.4, pytest-salt-factories, psycopg 3)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+deps: $(VENV)/.deps-ok
+
+demo: deps
+	$(HALITE) lab up
+	$(SALT_RUN) state.orchestrate orch.deploy
+	$(HALITE) lab status
+
+test: deps
+	$(VENV)/bin/pytest -v -rs tests
+
+test-unit: deps
+	$(VENV)/bin/pytest -q tests/unit tests/render
+
+down:
+	@if [ -x $(HALITE) ]; then $(HALITE) lab down; else echo "no virtualenv: nothing to remove"; fi
+
+status: deps
+	$(HALITE) lab status
+
+clean: down
+	rm -rf /var/lib/halite .salt-run

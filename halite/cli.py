@@ -1,0 +1,65 @@
+"""``halite``: the lab and the benchmarks from the command line.
+
+Examples::
+
+    halite lab up            # build (cached) and boot the five lab hosts
+    halite lab status        # host, running or not, addresses, roles
+    halite lab ssh db-01 -- patronictl list
+    halite lab down          # remove everything the lab made
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from halite import config, lab
+
+
+def _lab(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        lab.up(args.hosts or None)
+        print(lab.format_table(lab.status(), ["host", "state", "edge", "private", "roles"]))
+    elif args.action == "down":
+        lab.down()
+    elif args.action == "status":
+        rows = lab.status()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(lab.format_table(rows, ["host", "state", "pid", "edge", "private", "roles"]))
+    elif args.action == "ssh":
+        if not args.hosts:
+            print("usage: halite lab ssh HOST [CMD...]", file=sys.stderr)
+            return 2
+        host, *cmd = args.hosts
+        topo = config.load()["topology"]
+        argv = lab.ssh_base(topo, host) + (["-t"] if not cmd and sys.stdin.isatty() else []) + cmd
+        os.execvp(argv[0], argv)
+    elif args.action == "url":
+        print(lab.site_url())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="halite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_lab = sub.add_parser("lab", help="the lab of systemd-nspawn hosts")
+    p_lab.add_argument("action", choices=["up", "down", "status", "ssh", "url"])
+    p_lab.add_argument("hosts", nargs=argparse.REMAINDER, help="hosts (up), or HOST [CMD...] (ssh)")
+    p_lab.add_argument("--json", action="store_true", help="status as JSON")
+    p_lab.set_defaults(func=_lab)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except config.ConfigError as exc:
+        print(f"halite: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"halite: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

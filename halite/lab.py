@@ -1,0 +1,476 @@
+"""The lab: real hosts on one machine, as systemd-nspawn containers.
+
+``halite lab up`` builds (once, then cached) a Debian 12 base image and a local
+package mirror, then boots one container per host of the topology on two
+bridges it creates. The control machine has an address on the edge bridge
+only; it reaches every other host through the jump host, exactly as it would
+reach hosts in a private cloud network.
+
+Everything the lab makes is recorded in ``/var/lib/halite/lab/state.json`` so
+``halite lab down`` removes it all again: containers (stopped by their PID),
+overlay mounts, bridges and the unreachable route.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from halite import config
+
+ROOT = Path(os.environ.get("HALITE_LAB_ROOT", "/var/lib/halite"))
+IMAGE_DIR = ROOT / "images" / "bookworm"
+MIRROR_DIR = ROOT / "mirror"
+LAB_DIR = ROOT / "lab"
+SSH_DIR = LAB_DIR / "ssh"
+KEY = SSH_DIR / "id_ed25519"
+KNOWN_HOSTS = SSH_DIR / "known_hosts"
+STATE = LAB_DIR / "state.json"
+MIRROR_MOUNT = "/srv/halite-mirror"
+DEBIAN_URL = "http://deb.debian.org/debian"
+
+#: What the base image holds: enough to boot systemd and be managed over SSH.
+IMAGE_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
+    "ca-certificates", "procps", "less", "netbase",
+]
+
+#: Debian packages the states may install on lab hosts, served by the mirror.
+MIRROR_DEBS = [
+    "chrony", "nftables", "postgresql-15", "postgresql-client-15", "etcd-server", "etcd-client",
+    "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
+    "nginx", "openssl",
+]
+
+#: PyPI packages for hosts (built as wheels on the control machine).
+MIRROR_WHEELS = ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4"]
+
+
+def log(msg: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], check: bool = True, quiet: bool = False, **kw) -> subprocess.CompletedProcess:
+    if not quiet:
+        log("$ " + " ".join(str(c) for c in cmd))
+    res = subprocess.run([str(c) for c in cmd], text=True, capture_output=True, **kw)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+# --------------------------------------------------------------------------
+# image and mirror
+
+
+def build_image() -> Path:
+    """Debootstrap the base image once; later calls reuse it."""
+    marker = IMAGE_DIR / ".halite-image-ok"
+    if marker.exists():
+        log(f"base image cached at {IMAGE_DIR}")
+        return IMAGE_DIR
+    if IMAGE_DIR.exists():
+        shutil.rmtree(IMAGE_DIR)
+    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    log("building the base image with debootstrap (about 3 minutes, once)")
+    tmp = IMAGE_DIR.with_suffix(".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), "bookworm", tmp, DEBIAN_URL])
+    # Lab hosts have no route out: their package sources come from pillar.
+    (tmp / "etc/apt/sources.list").write_text("# package sources are managed by Salt (pillar halite:packages)\n")
+    for key in (tmp / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # generated per host by the lab
+    (tmp / "etc/machine-id").write_text("")
+    wants = tmp / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "systemd-networkd.service"
+    if not link.exists():
+        link.symlink_to("/lib/systemd/system/systemd-networkd.service")
+    run(["chroot", tmp, "apt-get", "clean"])
+    tmp.rename(IMAGE_DIR)
+    marker.write_text(time.strftime("%F %T\n"))
+    return IMAGE_DIR
+
+
+def build_mirror(wheels_python: str | None = None) -> Path:
+    """Fetch the hosts' packages into a local repository, once."""
+    deb_dir = MIRROR_DIR / "debian"
+    pypi_dir = MIRROR_DIR / "pypi"
+    marker = MIRROR_DIR / ".halite-mirror-ok"
+    wanted = json.dumps([MIRROR_DEBS, MIRROR_WHEELS])
+    if marker.exists() and marker.read_text() == wanted:
+        log(f"package mirror cached at {MIRROR_DIR}")
+        return MIRROR_DIR
+    build_image()
+    log("building the package mirror from Debian's registry and PyPI")
+    deb_dir.mkdir(parents=True, exist_ok=True)
+    pypi_dir.mkdir(parents=True, exist_ok=True)
+    # A scratch copy of apt's state inside the image, so the image stays clean.
+    work = ROOT / "mirror-work"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "lists/partial").mkdir(parents=True)
+    (work / "archives/partial").mkdir(parents=True)
+    sources = work / "sources.list"
+    sources.write_text(f"deb {DEBIAN_URL} bookworm main\ndeb {DEBIAN_URL} bookworm-updates main\n"
+                       "deb http://deb.debian.org/debian-security bookworm-security main\n")
+    apt_opts = [
+        "-o", f"Dir={IMAGE_DIR}",
+        "-o", f"Dir::Etc::SourceList={sources}",
+        "-o", "Dir::Etc::SourceParts=/nonexistent",
+        "-o", f"Dir::State::Lists={work}/lists",
+        "-o", f"Dir::Cache::Archives={work}/archives",
+        "-o", "Dir::Etc::Trusted=/etc/apt/trusted.gpg",
+        "-o", "Dir::Etc::TrustedParts=/etc/apt/trusted.gpg.d",
+        "-o", "APT::Sandbox::User=root",
+        "-o", "Debug::NoLocking=1",
+    ]
+    run(["apt-get", *apt_opts, "update"])
+    run(["apt-get", *apt_opts, "-y", "--download-only", "install", *MIRROR_DEBS])
+    for deb in (work / "archives").glob("*.deb"):
+        shutil.move(str(deb), deb_dir / deb.name)
+    shutil.rmtree(work, ignore_errors=True)
+    with open(deb_dir / "Packages", "w") as fh:
+        subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=deb_dir, stdout=fh,
+                       stderr=subprocess.DEVNULL, check=True)
+    run(["gzip", "-kf", deb_dir / "Packages"], quiet=True)
+    release = run(["apt-ftparchive", "release", "."], cwd=deb_dir, quiet=True).stdout
+    (deb_dir / "Release").write_text(release)
+    py = wheels_python or sys.executable
+    run([py, "-m", "pip", "wheel", "--quiet", "-w", pypi_dir, *MIRROR_WHEELS])
+    marker.write_text(wanted)
+    log(f"mirror ready: {len(list(deb_dir.glob('*.deb')))} debs, {len(list(pypi_dir.glob('*.whl')))} wheels")
+    return MIRROR_DIR
+
+
+# --------------------------------------------------------------------------
+# state
+
+
+def load_state() -> dict:
+    if STATE.exists():
+        return json.loads(STATE.read_text())
+    return {"hosts": {}, "bridges": [], "routes": [], "addresses": []}
+
+
+def save_state(state: dict) -> None:
+    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    STATE.write_text(json.dumps(state, indent=2, sort_keys=True))
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def leader_pid(host: str, state: dict | None = None) -> int:
+    """The PID of the container's init (systemd), child of its nspawn process."""
+    state = state or load_state()
+    pid = state["hosts"].get(host, {}).get("pid")
+    if not alive(pid):
+        raise RuntimeError(f"{host} is not running")
+    for _ in range(100):
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError(f"{host}: nspawn {pid} has no child")
+
+
+# --------------------------------------------------------------------------
+# network
+
+
+def _link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", name], check=False, quiet=True).returncode == 0
+
+
+def net_up(topo: dict, state: dict) -> None:
+    for name, net in topo["networks"].items():
+        bridge = net["bridge"]
+        if not _link_exists(bridge):
+            run(["ip", "link", "add", bridge, "type", "bridge"])
+        if bridge not in state["bridges"]:
+            state["bridges"].append(bridge)
+        run(["ip", "link", "set", bridge, "up"], quiet=True)
+        ctl = net.get("control_address")
+        if ctl:
+            prefix = net["cidr"].split("/")[1]
+            addr = f"{ctl}/{prefix}"
+            have = run(["ip", "-o", "addr", "show", "dev", bridge], quiet=True).stdout
+            if f" {addr} " not in have:
+                run(["ip", "addr", "add", addr, "dev", bridge])
+    lab_range = topo.get("lab_range")
+    if lab_range:
+        have = run(["ip", "route", "show", "type", "unreachable"], quiet=True).stdout
+        if lab_range not in have:
+            run(["ip", "route", "add", "unreachable", lab_range])
+        if lab_range not in state["routes"]:
+            state["routes"].append(lab_range)
+    save_state(state)
+
+
+def net_down(state: dict) -> None:
+    for route in state.get("routes", []):
+        run(["ip", "route", "del", "unreachable", route], check=False)
+    for bridge in state.get("bridges", []):
+        if _link_exists(bridge):
+            run(["ip", "link", "del", bridge], check=False)
+    state["routes"], state["bridges"] = [], []
+
+
+# --------------------------------------------------------------------------
+# hosts
+
+
+def ensure_keys() -> None:
+    SSH_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(SSH_DIR, 0o700)
+    if not KEY.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "halite-lab-control", "-f", KEY])
+
+
+def host_dirs(host: str) -> dict[str, Path]:
+    base = LAB_DIR / "hosts" / host
+    return {"base": base, "upper": base / "upper", "work": base / "work", "root": base / "root"}
+
+
+def _networkd(iface: str, address: str, cidr: str) -> str:
+    prefix = cidr.split("/")[1]
+    return f"[Match]\nName={iface}\n\n[Network]\nAddress={address}/{prefix}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+
+
+def interfaces(topo: dict, host: str) -> list[tuple[str, str, str]]:
+    """(interface inside, network name, address): host0 first, then eth1."""
+    addrs = topo["hosts"][host]["addresses"]
+    order = [n for n in ("edge", "private") if n in addrs] + [n for n in addrs if n not in ("edge", "private")]
+    return [("host0" if i == 0 else f"eth{i}", net, addrs[net]) for i, net in enumerate(order)]
+
+
+def prepare_host(topo: dict, host: str, state: dict) -> Path:
+    d = host_dirs(host)
+    for key in ("upper", "work", "root"):
+        d[key].mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(d["root"]):
+        run(["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={IMAGE_DIR},upperdir={d['upper']},workdir={d['work']}", d["root"]])
+    state["hosts"].setdefault(host, {})["root"] = str(d["root"])
+    save_state(state)
+    root = d["root"]
+    (root / "etc/hostname").write_text(host + "\n")
+    mid = root / "etc/machine-id"
+    if not mid.read_text().strip():
+        mid.write_text(os.urandom(16).hex() + "\n")
+    netdir = root / "etc/systemd/network"
+    netdir.mkdir(parents=True, exist_ok=True)
+    for iface, net, addr in interfaces(topo, host):
+        (netdir / f"10-{iface}.network").write_text(_networkd(iface, addr, topo["networks"][net]["cidr"]))
+    sshdir = root / "root/.ssh"
+    sshdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (sshdir / "authorized_keys").write_text(Path(str(KEY) + ".pub").read_text())
+    os.chmod(sshdir / "authorized_keys", 0o600)
+    hostkey = root / "etc/ssh/ssh_host_ed25519_key"
+    if not hostkey.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", hostkey], quiet=True)
+    (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    lab_conf = root / "etc/ssh/sshd_config.d/00-halite-lab.conf"
+    if not lab_conf.exists():
+        lab_conf.write_text("HostKey /etc/ssh/ssh_host_ed25519_key\n")
+    return root
+
+
+def write_known_hosts(topo: dict) -> None:
+    lines = []
+    for host, spec in topo["hosts"].items():
+        pub = (host_dirs(host)["root"] / "etc/ssh/ssh_host_ed25519_key.pub")
+        if not pub.exists():
+            pub = host_dirs(host)["upper"] / "etc/ssh/ssh_host_ed25519_key.pub"
+        keytype, key = pub.read_text().split()[:2]
+        names = ",".join([host, *spec["addresses"].values()])
+        lines.append(f"{names} {keytype} {key}")
+    KNOWN_HOSTS.write_text("\n".join(lines) + "\n")
+
+
+def start_host(topo: dict, host: str, state: dict) -> None:
+    entry = state["hosts"].setdefault(host, {})
+    if alive(entry.get("pid")):
+        return
+    root = prepare_host(topo, host, state)
+    ifaces = interfaces(topo, host)
+    cmd = ["systemd-nspawn", "-D", str(root), "--boot", "--register=no", "--keep-unit", "-M", host,
+           "--resolv-conf=off", "--timezone=off", "--console=read-only",
+           f"--bind-ro={MIRROR_DIR}:{MIRROR_MOUNT}"]
+    extra_links = []
+    for i, (iface, net, _addr) in enumerate(ifaces):
+        bridge = topo["networks"][net]["bridge"]
+        if i == 0:
+            cmd.append(f"--network-bridge={bridge}")
+        else:
+            hostside = f"hx{i}-{host}"[:15]
+            cmd.append(f"--network-veth-extra={hostside}:{iface}")
+            extra_links.append((hostside, bridge))
+    logf = open(host_dirs(host)["base"] / "console.log", "ab")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    entry.update({"pid": proc.pid, "started": time.time(), "links": [h for h, _ in extra_links]})
+    save_state(state)
+    log(f"{host}: systemd-nspawn started (pid {proc.pid})")
+    for hostside, bridge in extra_links:
+        for _ in range(100):
+            if _link_exists(hostside):
+                break
+            time.sleep(0.1)
+        run(["ip", "link", "set", hostside, "master", bridge, "up"])
+
+
+def ssh_base(topo: dict, host: str) -> list[str]:
+    """The ssh command line that reaches ``host`` the way Salt does."""
+    jump = config.hosts_with_role(topo, "jump")[0]
+    opts = ["ssh", "-i", str(KEY), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+    if host == jump:
+        return opts + [f"root@{topo['hosts'][jump]['addresses']['edge']}"]
+    proxy = (f"ProxyCommand=ssh -i {KEY} -o UserKnownHostsFile={KNOWN_HOSTS} -o StrictHostKeyChecking=yes "
+             f"-o BatchMode=yes -o ConnectTimeout=5 -W %h:%p root@{topo['hosts'][jump]['addresses']['edge']}")
+    return opts + ["-o", proxy, f"root@{config.cluster_address(topo, host)}"]
+
+
+def wait_ssh(topo: dict, hosts: list[str], timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    pending = list(hosts)
+    while pending and time.time() < deadline:
+        for host in list(pending):
+            res = subprocess.run(ssh_base(topo, host) + ["true"], capture_output=True, text=True)
+            if res.returncode == 0:
+                log(f"{host}: sshd answers")
+                pending.remove(host)
+        if pending:
+            time.sleep(1)
+    if pending:
+        raise RuntimeError(f"sshd did not answer within {timeout:.0f}s on: {', '.join(pending)}")
+
+
+def up(hosts: list[str] | None = None) -> dict:
+    data = config.load()
+    topo = data["topology"]
+    state = load_state()
+    for host, entry in state["hosts"].items():
+        if entry.get("pid") and not alive(entry["pid"]):
+            entry["pid"] = None
+    build_image()
+    build_mirror()
+    ensure_keys()
+    net_up(topo, state)
+    targets = hosts or list(topo["hosts"])
+    jump = config.hosts_with_role(topo, "jump")[0]
+    if jump not in targets:
+        targets.insert(0, jump)
+    for host in targets:
+        prepare_host(topo, host, state)
+    write_known_hosts(topo)
+    for host in targets:
+        start_host(topo, host, state)
+    wait_ssh(topo, [jump] + [h for h in targets if h != jump])
+    return state
+
+
+def stop_host(host: str, state: dict, timeout: float = 30) -> None:
+    entry = state["hosts"].get(host, {})
+    pid = entry.get("pid")
+    if alive(pid):
+        log(f"{host}: stopping (pid {pid})")
+        os.kill(pid, signal.SIGTERM)  # nspawn turns this into a clean poweroff of the container
+        deadline = time.time() + timeout
+        while alive(pid) and time.time() < deadline:
+            _reap(pid)
+            time.sleep(0.2)
+        if alive(pid):
+            log(f"{host}: did not stop within {timeout:.0f}s, killing pid {pid}")
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            _reap(pid)
+    entry["pid"] = None
+    save_state(state)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def down() -> None:
+    state = load_state()
+    for host in list(state["hosts"]):
+        stop_host(host, state)
+    for host, entry in state["hosts"].items():
+        root = entry.get("root")
+        if root and os.path.ismount(root):
+            run(["umount", root], check=False)
+    net_down(state)
+    # Anything left from an interrupted run of an older state file.
+    try:
+        topo = config.load()["topology"]
+        for net in topo["networks"].values():
+            if _link_exists(net["bridge"]):
+                run(["ip", "link", "del", net["bridge"]], check=False)
+        if topo.get("lab_range"):
+            run(["ip", "route", "del", "unreachable", topo["lab_range"]], check=False, quiet=True)
+    except config.ConfigError:
+        pass
+    if LAB_DIR.exists():
+        hosts_dir = LAB_DIR / "hosts"
+        if hosts_dir.exists():
+            for d in hosts_dir.iterdir():
+                if os.path.ismount(d / "root"):
+                    run(["umount", d / "root"], check=False)
+        shutil.rmtree(LAB_DIR)
+    log("lab removed")
+
+
+def status() -> list[dict]:
+    topo = config.load()["topology"]
+    state = load_state()
+    rows = []
+    for host, spec in topo["hosts"].items():
+        entry = state["hosts"].get(host, {})
+        rows.append({
+            "host": host,
+            "state": "running" if alive(entry.get("pid")) else "stopped",
+            "pid": entry.get("pid") if alive(entry.get("pid")) else None,
+            "edge": spec["addresses"].get("edge", "-"),
+            "private": spec["addresses"].get("private", "-"),
+            "roles": ",".join(spec.get("roles") or []),
+        })
+    return rows
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def ssh(host: str, command: list[str], check: bool = False, capture: bool = True, timeout: float | None = None):
+    topo = config.load()["topology"]
+    if host not in topo["hosts"]:
+        raise RuntimeError(f"unknown host {host!r}; hosts: {', '.join(topo['hosts'])}")
+    cmd = ssh_base(topo, host) + command
+    if not capture:
+        return subprocess.run(cmd, check=check, timeout=timeout)
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
