@@ -307,4 +307,5 @@ def pillar_for(minion_id: str, data: dict | None = None) -> dict:
             "firewall": firewall_rules(data, minion_id),
         }
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
+    out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
     return {"halite": out}

@@ -1,1 +1,5 @@
-include: []
+# etcd: the consensus store Patroni keeps its leader lock in (v3 API only).
+include:
+  - etcd.install
+  - etcd.config
+  - etcd.service

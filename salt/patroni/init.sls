@@ -1,1 +1,7 @@
-include: []
+# Patroni 4.x from PyPI in its own virtualenv, managing PostgreSQL.
+include:
+  - patroni.install
+  - patroni.config
+  - patroni.service
+  - patroni.dynamic
+  - patroni.users

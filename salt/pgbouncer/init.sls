@@ -1,1 +1,5 @@
-include: []
+# PgBouncer on each db host, in front of the local PostgreSQL.
+include:
+  - pgbouncer.install
+  - pgbouncer.config
+  - pgbouncer.service

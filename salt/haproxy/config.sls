@@ -1,0 +1,15 @@
+{%- from "map.jinja" import hl with context %}
+include:
+  - haproxy.install
+
+haproxy-config-file:
+  file.managed:
+    - name: /etc/haproxy/haproxy.cfg
+    - source: salt://haproxy/files/haproxy.cfg.jinja
+    - template: jinja
+    - context:
+        hl: {{ hl|json }}
+    - mode: "0644"
+    - check_cmd: haproxy -c -f
+    - require:
+      - sls: haproxy.install

@@ -1,0 +1,9 @@
+{%- from "map.jinja" import hl with context %}
+include:
+  - base.packages
+
+haproxy-packages:
+  pkg.installed:
+    - pkgs: {{ hl.pkgs.haproxy|json }}
+    - require:
+      - sls: base.packages

@@ -1,0 +1,35 @@
+{%- from "map.jinja" import hl with context %}
+{%- set auth = hl.users.pgbouncer_auth %}
+# Clients authenticate with scram-sha-256 against the verifiers PostgreSQL
+# holds, looked up with auth_query by a dedicated auth user: the only password
+# on disk here is that user's.
+include:
+  - pgbouncer.install
+
+pgbouncer-config-file:
+  file.managed:
+    - name: {{ hl.paths.pgbouncer_dir }}/pgbouncer.ini
+    - source: salt://pgbouncer/files/pgbouncer.ini.jinja
+    - template: jinja
+    - user: postgres
+    - group: postgres
+    - mode: "0640"
+    - context:
+        pgb: {{ hl.pgbouncer|json }}
+        pg_port: {{ hl.postgresql.port }}
+        auth_user: {{ auth.username }}
+        address: {{ hl.host.address }}
+    - require:
+      - sls: pgbouncer.install
+
+pgbouncer-auth-file:
+  file.managed:
+    - name: {{ hl.paths.pgbouncer_dir }}/userlist.txt
+    - user: postgres
+    - group: postgres
+    - mode: "0600"
+    - contents: |
+        "{{ auth.username }}" "{{ auth.password }}"
+    - show_changes: False
+    - require:
+      - sls: pgbouncer.install
