@@ -1,5 +1,5 @@
-# Every host gets the whole description (validated in halite.sls) plus its own
+# Every host gets the whole description (validated in stack.sls) plus its own
 # view under halite:host.
 base:
   '*':
-    - halite
+    - stack
