@@ -5,6 +5,7 @@ Examples::
     halite lab up            # build (cached) and boot the five lab hosts
     halite lab status        # host, running or not, addresses, roles
     halite lab ssh db-01 -- patronictl list
+    halite lab fault postgres-kill db-01   # fault primitives (see halite.faults)
     halite lab down          # remove everything the lab made
 """
 from __future__ import annotations
@@ -39,6 +40,25 @@ def _lab(args: argparse.Namespace) -> int:
         os.execvp(argv[0], argv)
     elif args.action == "url":
         print(lab.site_url())
+    elif args.action == "fault":
+        from halite import faults
+
+        if len(args.hosts) < 2 or args.hosts[0] not in faults.ACTIONS:
+            print(f"usage: halite lab fault {{{'|'.join(faults.ACTIONS)}}} HOST [--peers H1,H2] [--what patroni|postgres|host]",
+                  file=sys.stderr)
+            return 2
+        action, host, *rest = args.hosts
+        kwargs = {}
+        while rest:
+            flag = rest.pop(0)
+            if flag == "--peers" and rest:
+                kwargs["peers"] = rest.pop(0).split(",")
+            elif flag == "--what" and rest:
+                kwargs["what"] = rest.pop(0)
+            else:
+                print(f"halite lab fault: unknown option {flag}", file=sys.stderr)
+                return 2
+        print(faults.ACTIONS[action](host, **kwargs))
     return 0
 
 
@@ -46,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="halite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_lab = sub.add_parser("lab", help="the lab of systemd-nspawn hosts")
-    p_lab.add_argument("action", choices=["up", "down", "status", "ssh", "url"])
+    p_lab.add_argument("action", choices=["up", "down", "status", "ssh", "url", "fault"])
     p_lab.add_argument("hosts", nargs=argparse.REMAINDER, help="hosts (up), or HOST [CMD...] (ssh)")
     p_lab.add_argument("--json", action="store_true", help="status as JSON")
     p_lab.set_defaults(func=_lab)

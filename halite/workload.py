@@ -122,7 +122,10 @@ def _ambiguous(exc: BaseException, conn: psycopg.Connection | None) -> bool:
 
     A clean error reported by a server that keeps the session (a SQLSTATE
     outside classes 08 "connection exception" and 57P "operator intervention:
-    shutdown") means the statement was rolled back.  Anything else -- the
+    shutdown") means the statement was rolled back.  (A statement timeout
+    while a commit waits for a synchronous standby does not raise: the server
+    commits locally with a WARNING, so such a write counts as acknowledged --
+    and shows up in ``lost_writes`` if the failover then loses it.)  Anything else -- the
     connection broke, the server was shut down or crashed while the statement
     (and so its commit) was in progress -- leaves the outcome unknown.
     """
@@ -357,6 +360,7 @@ class Workload:
             keepalives_interval=1,
             keepalives_count=2,
             tcp_user_timeout=max(1000, self.statement_timeout_ms),
+            prepare_threshold=None,  # no server-side prepared statements (PgBouncer)
         )
         try:
             # SET rather than the "options" startup parameter: PgBouncer refuses that one.

@@ -1,0 +1,47 @@
+{#- orch.deploy: lay the whole stack down in order, each step behind a health gate.
+    salt-run state.orchestrate orch.deploy #}
+{%- set roles = salt['pillar.get']('halite:roles') %}
+{%- set db = roles.db|join(',') %}
+{%- set proxies = roles.haproxy|join(',') %}
+
+deploy-base:
+  salt.state:
+    - tgt: '*'
+    - ssh: True
+    - sls: base
+
+deploy-etcd:
+  salt.state:
+    - tgt: {{ db }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [etcd, etcd.healthy]
+    - require:
+      - salt: deploy-base
+
+deploy-patroni:
+  salt.state:
+    - tgt: {{ db }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [postgresql, patroni]
+    - require:
+      - salt: deploy-etcd
+
+deploy-pgbouncer:
+  salt.state:
+    - tgt: {{ db }}
+    - tgt_type: list
+    - ssh: True
+    - sls: pgbouncer
+    - require:
+      - salt: deploy-patroni
+
+deploy-haproxy:
+  salt.state:
+    - tgt: {{ proxies }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [haproxy, haproxy.roundtrip]
+    - require:
+      - salt: deploy-pgbouncer

@@ -1,0 +1,103 @@
+"""The lab and the base layer: reachability through the jump host only,
+default-drop firewalls, idempotent states."""
+import subprocess
+
+import pytest
+
+from conftest import BIN, run, salt_ssh, state_summary
+from halite import config, lab as labmod
+
+pytestmark = pytest.mark.lab
+TOPO = config.load()["topology"]
+HOSTS = sorted(TOPO["hosts"])
+
+
+def test_lab_status_lists_every_host_running(lab):
+    res = run([BIN / "halite", "lab", "status"], check=True)
+    for host in HOSTS:
+        line = [l for l in res.stdout.splitlines() if l.startswith(host + " ")]
+        assert line and " running " in line[0], res.stdout
+
+
+def test_salt_ssh_pings_all_five_hosts_through_the_jump_host(lab):
+    rc, data = salt_ssh("*", "test.ping")
+    assert rc == 0, data
+    assert data == {h: True for h in HOSTS}
+
+
+def test_control_machine_cannot_reach_db_hosts_directly(lab):
+    key = str(labmod.KEY)
+    direct = subprocess.run(
+        ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", f"UserKnownHostsFile={labmod.KNOWN_HOSTS}",
+         "-o", "StrictHostKeyChecking=yes", "root@10.77.1.11", "true"], capture_output=True, text=True, timeout=30)
+    assert direct.returncode != 0
+    assert "unreachable" in direct.stderr.lower() or "timed out" in direct.stderr.lower(), direct.stderr
+    via_jump = run([BIN / "halite", "lab", "ssh", "db-01", "hostname"], check=True)
+    assert via_jump.stdout.strip() == "db-01"
+
+
+def test_unknown_host_keys_are_refused(lab, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    res = subprocess.run(["ssh", "-i", str(labmod.KEY), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={empty}",
+                          "-o", "StrictHostKeyChecking=yes", "root@10.77.0.10", "true"], capture_output=True, text=True, timeout=30)
+    assert res.returncode != 0 and "host key" in res.stderr.lower(), res.stderr
+
+
+def test_nftables_default_drop_on_every_host(deployed):
+    rc, data = salt_ssh("*", "cmd.run", "nft list chain inet halite input")
+    assert rc == 0, data
+    for host in HOSTS:
+        assert "policy drop;" in data[host], (host, data[host])
+        assert 'comment "ssh"' in data[host]
+
+
+def test_db_host_ssh_only_from_the_jump_host(deployed):
+    # app-01 is on the private network too, but is not the jump host: db-01 drops it.
+    res = run([BIN / "halite", "lab", "ssh", "app-01",
+               "timeout 5 bash -c 'echo > /dev/tcp/10.77.1.11/22' && echo open || echo closed"], check=True)
+    assert res.stdout.strip().endswith("closed"), res.stdout
+    res = run([BIN / "halite", "lab", "ssh", "jump-01",
+               "timeout 5 bash -c 'echo > /dev/tcp/10.77.1.11/22' && echo open || echo closed"], check=True)
+    assert res.stdout.strip().endswith("open"), res.stdout
+
+
+def test_ssh_is_keys_only(deployed):
+    rc, data = salt_ssh("*", "cmd.run", "sshd -T | grep -E '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) '")
+    assert rc == 0
+    for host in HOSTS:
+        assert "passwordauthentication no" in data[host]
+        assert "kbdinteractiveauthentication no" in data[host]
+        assert "permitrootlogin without-password" in data[host] or "permitrootlogin prohibit-password" in data[host]
+
+
+def test_second_state_apply_reports_zero_changes(deployed):
+    rc, data = salt_ssh("*", "state.apply")
+    summary = state_summary(data)
+    assert rc == 0, summary
+    for host in HOSTS:
+        assert summary[host]["failed"] == [], (host, summary[host]["failed"])
+        assert summary[host]["changed"] == {}, (host, summary[host]["changed"])
+        assert summary[host]["total"] > 10
+
+
+def test_dry_run_on_a_converged_host_has_nothing_to_do(deployed):
+    rc, data = salt_ssh("*", "state.apply", "test=True")
+    summary = state_summary(data)
+    assert rc == 0, summary
+    for host in HOSTS:
+        assert summary[host]["none"] == [], (host, summary[host]["none"])
+        assert summary[host]["changed"] == {}, (host, summary[host]["changed"])
+
+
+def test_bad_pillar_stops_before_any_host_changes(deployed, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("patroni: {dcs: {ttl: 10, loop_wait: 10, retry_timeout: 10}}\n")
+    marker = "/etc/nftables.conf"
+    _, before = salt_ssh("*", "file.stats", marker)
+    rc, data = salt_ssh("*", "state.apply", env={"HALITE_SETTINGS": str(bad)})
+    assert rc != 0
+    text = str(data)
+    assert "patroni.dcs.ttl" in text and "Patroni's minimum is 20" in text, text[:2000]
+    _, after = salt_ssh("*", "file.stats", marker)
+    assert {h: v["mtime"] for h, v in before.items()} == {h: v["mtime"] for h, v in after.items()}

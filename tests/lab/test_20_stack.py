@@ -1,0 +1,149 @@
+"""The database stack after orch.deploy: one leader, streaming replicas,
+HAProxy routing, switchover, crash failover, dynamic configuration."""
+import time
+
+import psycopg
+import pytest
+import yaml
+
+from conftest import BIN, run, salt_ssh, state_summary, wait_for
+from halite import config
+
+pytestmark = pytest.mark.lab
+DATA = config.load()
+APP = DATA["users"]["app"]
+PROXY = DATA["topology"]["hosts"][config.hosts_with_role(DATA["topology"], "haproxy")[0]]["addresses"]["edge"]
+DB_HOSTS = config.hosts_with_role(DATA["topology"], "db")
+ADDR = {h: config.cluster_address(DATA["topology"], h) for h in DB_HOSTS}
+
+
+def dsn(port: int) -> str:
+    return (f"host={PROXY} port={port} dbname={APP['database']} user={APP['username']} "
+            f"password={APP['password']} connect_timeout=3")
+
+
+def write_probe(tag: str) -> str:
+    """Write a row through the write port; returns the server address that took it."""
+    with psycopg.connect(dsn(DATA["haproxy"]["write_port"]), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS halite_test(tag text PRIMARY KEY, at timestamptz DEFAULT now())")
+        row = conn.execute("INSERT INTO halite_test(tag) VALUES (%s) RETURNING host(inet_server_addr())", (tag,)).fetchone()
+        return row[0]
+
+
+def members():
+    rc, data = salt_ssh(DB_HOSTS[0], "patroni.members")
+    assert rc == 0, data
+    return data[DB_HOSTS[0]]
+
+
+def leader_name():
+    return [m["name"] for m in members() if m["role"] == "leader"]
+
+
+def healthy_cluster():
+    ms = members()
+    leaders = [m for m in ms if m["role"] == "leader"]
+    streaming = [m for m in ms if m["role"] != "leader" and m["state"] == "streaming"]
+    return len(leaders) == 1 and len(streaming) == len(DB_HOSTS) - 1 and leaders[0]["name"]
+
+
+def test_one_leader_and_two_streaming_replicas(deployed):
+    ms = members()
+    assert sorted(m["name"] for m in ms) == DB_HOSTS
+    assert len([m for m in ms if m["role"] == "leader"]) == 1
+    replicas = [m for m in ms if m["role"] != "leader"]
+    assert len(replicas) == 2 and all(m["state"] == "streaming" for m in replicas), ms
+    assert all(m["timeline"] == ms[0]["timeline"] for m in ms)
+
+
+def test_etcd_has_three_healthy_members(deployed):
+    rc, data = salt_ssh(DB_HOSTS[0], "etcd_cluster.health")
+    assert rc == 0, data
+    health = data[DB_HOSTS[0]]
+    assert health["healthy"] is True, health
+    assert len(health["members"]) == 3
+
+
+def test_row_written_through_5000_is_read_through_5001(deployed):
+    tag = f"rt-{time.time_ns()}"
+    primary = write_probe(tag)
+    assert primary in ADDR.values()
+
+    def read_back():
+        with psycopg.connect(dsn(DATA["haproxy"]["read_port"]), autocommit=True) as conn:
+            return conn.execute("SELECT host(inet_server_addr()), pg_is_in_recovery() FROM halite_test WHERE tag = %s",
+                                (tag,)).fetchone()
+
+    server, in_recovery = wait_for(read_back, 30, 0.5, "the row on a replica")
+    assert in_recovery is True and server != primary
+
+
+def test_pgbouncer_authenticates_through_auth_query(deployed):
+    rc, data = salt_ssh(DB_HOSTS[0], "cmd.run", "cat /etc/pgbouncer/userlist.txt")
+    assert rc == 0
+    assert APP["username"] not in data[DB_HOSTS[0]]  # only the auth user's line is on disk
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn(DATA["haproxy"]["write_port"]).replace(APP["password"], "wrong-password"))
+
+
+def haproxy_write_backend():
+    import urllib.request
+    csv = urllib.request.urlopen(f"http://{PROXY}:{DATA['haproxy']['stats_port']}/;csv", timeout=5).read().decode()
+    up = [l.split(",")[1] for l in csv.splitlines() if l.startswith("primary,") and ",UP," in l]
+    return [s for s in up if s != "BACKEND"]
+
+
+def test_switchover_to_a_named_replica_moves_haproxy_too(deployed):
+    wait_for(healthy_cluster, 120, 2, "a healthy cluster")
+    old = leader_name()[0]
+    candidate = [h for h in DB_HOSTS if h != old][-1]
+    rc, data = salt_ssh(DB_HOSTS[0], "patroni.switchover", f"candidate={candidate}")
+    assert rc == 0, data
+    assert wait_for(lambda: leader_name() == [candidate], 60, 1, f"{candidate} to lead")
+    assert wait_for(lambda: haproxy_write_backend() == [candidate], 30, 0.5, "HAProxy to follow")
+    assert wait_for(lambda: write_probe(f"sw-{time.time_ns()}") == ADDR[candidate], 30, 0.5, "writes on the new primary")
+    wait_for(healthy_cluster, 120, 2, "the old leader to stream again")
+
+
+def test_kill_9_of_the_leader_postmaster_fails_over_by_itself(deployed):
+    old = wait_for(healthy_cluster, 120, 2, "a healthy cluster")
+    res = run([BIN / "halite", "lab", "ssh", old,
+               "kill -9 $(head -1 /var/lib/postgresql/15/halite/postmaster.pid) && echo killed"], check=True)
+    assert "killed" in res.stdout
+    t0 = time.monotonic()
+    server = wait_for(lambda: write_probe(f"k9-{time.time_ns()}"), 120, 0.5, "the write path to work again")
+    assert server in ADDR.values()
+    print(f"write path back after {time.monotonic() - t0:.1f}s on {server}")
+    wait_for(healthy_cluster, 180, 2, "the cluster to heal (one leader, every replica streaming)")
+
+
+def test_changed_ttl_is_applied_with_exact_changes(deployed, tmp_path):
+    current = DATA["patroni"]["dcs"]["ttl"]
+    new = current + 5
+    override = tmp_path / "ttl.yaml"
+    override.write_text(yaml.safe_dump({"patroni": {"dcs": {"ttl": new}}}))
+    env = {"HALITE_SETTINGS": str(override)}
+    try:
+        rc, data = salt_ssh(DB_HOSTS[0], "state.apply", "patroni.dynamic", env=env)
+        summary = state_summary(data)[DB_HOSTS[0]]
+        assert rc == 0 and summary["failed"] == [], summary
+        assert summary["changed"] == {"patroni-dynamic-config": {"ttl": {"old": current, "new": new}}}, summary
+        rc, data = salt_ssh(DB_HOSTS[0], "patroni.config")
+        assert data[DB_HOSTS[0]]["ttl"] == new
+        rc, data = salt_ssh(DB_HOSTS[0], "state.apply", "patroni.dynamic", env=env)
+        assert state_summary(data)[DB_HOSTS[0]]["changed"] == {}
+    finally:
+        rc, data = salt_ssh(DB_HOSTS[0], "state.apply", "patroni.dynamic")
+    assert state_summary(data)[DB_HOSTS[0]]["changed"] == {"patroni-dynamic-config": {"ttl": {"old": new, "new": current}}}
+
+
+def test_second_orch_deploy_reports_zero_changes(deployed):
+    wait_for(healthy_cluster, 180, 2, "a healthy cluster")
+    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json", "--static"], timeout=1800)
+    assert res.returncode == 0, res.stdout[-4000:]
+    import json
+    steps = json.loads(res.stdout)["data"]
+    for step in next(iter(steps.values())).values():
+        for host, ret in step["changes"].get("ret", {}).items():
+            changed = {k: v["changes"] for k, v in ret.items() if v.get("changes")}
+            assert changed == {}, (step["__id__"], host, changed)

@@ -1,0 +1,109 @@
+"""Shared helpers for unit tests of our Salt modules and states.
+
+* ``_modules`` and ``_states`` go on ``sys.path`` so tests can ``import patroni``.
+* ``fake_http``: a stand-in for the HTTP boundary (an opener's ``open``), which
+  answers from canned routes and records every request.
+* ``clock``: a fake ``time`` module whose ``sleep`` advances ``monotonic``,
+  so wait loops run instantly and deterministically.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+for _sub in ("_states", "_modules"):
+    _path = str(REPO / _sub)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: bytes):
+        self.status = status
+        self._body = body
+
+    def read(self) -> bytes:
+        return self._body
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class FakeHTTP:
+    """Answers ``(method, url)`` from routes; records requests in ``calls``.
+
+    A route's answer is ``(status, body)``; ``body`` is JSON-encoded unless it
+    is a str. A list of answers is served in turn, the last one repeating. An
+    exception instance is raised as is (e.g. ``URLError``).
+    """
+
+    def __init__(self):
+        self.routes: dict[tuple[str, str], object] = {}
+        self.calls: list[dict] = []
+
+    def route(self, method: str, url: str, *answers):
+        self.routes[(method, url)] = list(answers)
+
+    def open(self, req, timeout=None):
+        body = json.loads(req.data) if req.data else None
+        self.calls.append(
+            {
+                "method": req.get_method(),
+                "url": req.full_url,
+                "body": body,
+                "headers": dict(req.header_items()),
+                "timeout": timeout,
+            }
+        )
+        key = (req.get_method(), req.full_url)
+        if key not in self.routes:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        answers = self.routes[key]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        status, payload = answer
+        raw = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        if status >= 400:
+            raise urllib.error.HTTPError(req.full_url, status, "Error", {}, io.BytesIO(raw))
+        return FakeResponse(status, raw)
+
+    def requests(self, method: str, url: str) -> list[dict]:
+        return [c for c in self.calls if c["method"] == method and c["url"] == url]
+
+
+class FakeClock:
+    """Replaces the ``time`` module inside the module under test."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_http():
+    return FakeHTTP()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()

@@ -1,0 +1,226 @@
+"""Two lazily created connection pools (write = primary, read = replicas).
+
+* every connection handed out is checked first (one round trip, like
+  ConnectionPool.check_connection) and the check also records which backend
+  the connection is attached to; the write pool additionally refuses a
+  backend in recovery (a demoted primary), so after a failover the pools heal
+  themselves with no restart;
+* reads go to the read pool and fall back to the write pool (or the other way
+  round inside the read-your-writes window);
+* anything that means "the database is not reachable right now" is turned into
+  DatabaseUnavailable, which the app answers with 503 + Retry-After.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, asdict
+from typing import Any, Callable, Iterator, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout, PoolClosed, TooManyRequests
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Errors meaning "this backend / path is not usable right now".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,          # refused, timeout, admin shutdown, ...
+    psycopg.InterfaceError,            # connection already closed
+    psycopg.errors.ReadOnlySqlTransaction,   # we are talking to a demoted primary
+    PoolTimeout, PoolClosed, TooManyRequests,
+)
+# Reads may also fail on a hot standby because of recovery conflicts.
+READ_RETRY_ERRORS = UNAVAILABLE_ERRORS + (
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.QueryCanceled,
+)
+# After these the connection is suspect: close it so the pool replaces it.
+DISCARD_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError,
+                  psycopg.errors.ReadOnlySqlTransaction)
+
+
+class DatabaseUnavailable(Exception):
+    """The write (or every read) path is down; answer 503."""
+
+    def __init__(self, path: str, cause: BaseException | str | None = None):
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{path} path unavailable: {cause}")
+
+
+class NotPrimary(psycopg.OperationalError):
+    pass
+
+
+@dataclass
+class Backend:
+    host: str | None
+    port: int | None
+    in_recovery: bool | None
+    pool: str | None = None
+    fallback: bool = False
+
+    @property
+    def address(self) -> str:
+        if self.host is None:
+            return "local socket"
+        return f"{self.host}:{self.port}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["address"] = self.address
+        return d
+
+
+class HaliteConnection(psycopg.Connection):
+    """A connection that remembers which PostgreSQL server it reached."""
+    backend: Backend | None = None
+
+
+_PROBE = "SELECT inet_server_addr()::text, inet_server_port(), pg_is_in_recovery()"
+
+
+def _probe(conn: HaliteConnection) -> Backend:
+    prev = conn.autocommit
+    conn.autocommit = True
+    try:
+        host, port, rec = conn.execute(_PROBE).fetchone()
+    finally:
+        if not conn.closed:
+            try:
+                conn.autocommit = prev
+            except psycopg.Error:
+                pass
+    if host and "/" in host:
+        host = host.split("/")[0]
+    conn.backend = Backend(host, port, rec)
+    return conn.backend
+
+
+def check_any(conn: HaliteConnection) -> None:
+    """Pool check for the read pool: ConnectionPool.check_connection + probe."""
+    _probe(conn)
+
+
+def check_primary(conn: HaliteConnection) -> None:
+    """Pool check for the write pool: also reject a backend in recovery."""
+    backend = _probe(conn)
+    if backend.in_recovery:
+        conn.close()          # closed -> the pool discards it and reconnects
+        raise NotPrimary(f"backend {backend.address} is in recovery")
+
+
+class Database:
+    def __init__(self, cfg: dict[str, Any]):
+        self.write_dsn = cfg.get("WRITE_DSN")
+        self.read_dsn = cfg.get("READ_DSN") or self.write_dsn
+        self.min_size = int(cfg.get("POOL_MIN_SIZE", 1))
+        self.max_size = max(int(cfg.get("POOL_MAX_SIZE", 5)), self.min_size, 1)
+        self.timeout = float(cfg.get("POOL_TIMEOUT", 3.0))
+        self.connect_timeout = int(cfg.get("CONNECT_TIMEOUT", 3))
+        self._pools: dict[str, ConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def split(self) -> bool:
+        """True when reads have their own path."""
+        return bool(self.read_dsn) and self.read_dsn != self.write_dsn
+
+    def _dsn(self, kind: str) -> str | None:
+        return self.write_dsn if kind == "write" or not self.split else self.read_dsn
+
+    def pool(self, kind: str) -> ConnectionPool:
+        key = "write" if kind == "write" or not self.split else "read"
+        pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        dsn = self._dsn(key)
+        if not dsn:
+            raise DatabaseUnavailable(key, "no DSN configured")
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = ConnectionPool(
+                    dsn,
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    timeout=self.timeout,
+                    name=f"halite-web-{key}",
+                    connection_class=HaliteConnection,
+                    check=check_primary if key == "write" else check_any,
+                    kwargs={
+                        "connect_timeout": self.connect_timeout,
+                        "application_name": f"halite-web-{key}",
+                        "keepalives": 1,
+                        "keepalives_idle": 5,
+                        "keepalives_interval": 2,
+                        "keepalives_count": 3,
+                    },
+                    reconnect_timeout=60,
+                    max_idle=300,
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pools[key] = pool
+        return pool
+
+    @contextmanager
+    def _connection(self, kind: str) -> Iterator[HaliteConnection]:
+        with self.pool(kind).connection() as conn:
+            try:
+                yield conn
+            except DISCARD_ERRORS:
+                if not conn.closed:
+                    conn.close()
+                raise
+
+    # -- writes -------------------------------------------------------------
+    def write(self, fn: Callable[[psycopg.Cursor], T]) -> tuple[T, Backend]:
+        """Run fn(cursor) in one transaction on the primary."""
+        try:
+            with self._connection("write") as conn:
+                with conn.transaction():
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        result = fn(cur)
+                b = conn.backend or Backend(None, None, None)
+                return result, Backend(b.host, b.port, b.in_recovery, "write")
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("write path unavailable: %s", exc)
+            raise DatabaseUnavailable("write", exc) from exc
+
+    # -- reads --------------------------------------------------------------
+    def read(self, fn: Callable[[psycopg.Cursor], T], *,
+             prefer_write: bool = False) -> tuple[T, Backend]:
+        """Run fn(cursor) in one transaction, read pool first (or write pool
+        first inside the read-your-writes window), falling back to the other."""
+        order = ["write", "read"] if prefer_write else ["read", "write"]
+        if not self.split:
+            order = ["write"]
+        last: BaseException | None = None
+        for i, kind in enumerate(order):
+            try:
+                with self._connection(kind) as conn:
+                    with conn.transaction():
+                        with conn.cursor(row_factory=dict_row) as cur:
+                            result = fn(cur)
+                    b = conn.backend or Backend(None, None, None)
+                    return result, Backend(b.host, b.port, b.in_recovery, kind, i > 0)
+            except DatabaseUnavailable as exc:
+                last = exc
+            except READ_RETRY_ERRORS as exc:
+                log.warning("read via %s pool failed: %s", kind, exc)
+                last = exc
+        raise DatabaseUnavailable("read", last)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for p in pools:
+            try:
+                p.close(timeout=2)
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("closing pool")
