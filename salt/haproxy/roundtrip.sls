@@ -5,24 +5,23 @@
 haproxy-write-read-roundtrip:
   cmd.run:
     - stateful: True
-    - timeout: 120
+    - timeout: 240
     - env:
         PGPASSWORD: {{ app.password|json }}
         PGCONNECT_TIMEOUT: "3"
     - name: |
-        set -u
         token="{{ grains['id'] }}-$(date +%s%N)"
         w="host=127.0.0.1 port={{ hl.haproxy.write_port }} dbname={{ app.database }} user={{ app.username }}"
         r="host=127.0.0.1 port={{ hl.haproxy.read_port }} dbname={{ app.database }} user={{ app.username }}"
-        for i in $(seq 1 30); do
+        for i in $(seq 1 45); do
           psql "$w" -qAtX -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS halite_roundtrip(token text PRIMARY KEY, at timestamptz DEFAULT now())" \
                -c "INSERT INTO halite_roundtrip(token) VALUES ('$token')" >/dev/null 2>&1 && break
           sleep 2
         done
         for i in $(seq 1 60); do
-          got=$(psql "$r" -qAtX -c "SELECT inet_server_addr() || ' ' || pg_is_in_recovery() FROM halite_roundtrip WHERE token = '$token'" 2>/dev/null)
+          got=$(psql "$r" -qAtX -c "SELECT host(inet_server_addr()) || ' ' || pg_is_in_recovery() FROM halite_roundtrip WHERE token = '$token'" 2>/dev/null)
           case "$got" in
-            *" t") echo "changed=no comment='row $token written through :{{ hl.haproxy.write_port }} read back through :{{ hl.haproxy.read_port }} from replica ${got% *}'"; exit 0;;
+            *" true") echo "changed=no comment='row $token written through :{{ hl.haproxy.write_port }} read back through :{{ hl.haproxy.read_port }} from replica ${got% *}'"; exit 0;;
           esac
           sleep 1
         done

@@ -1,10 +1,11 @@
 include:
   - pgbouncer.config
 
+# Restarted, not reloaded, on a config change: PgBouncer does not re-bind
+# listen_addr/listen_port on reload (the package starts it on 127.0.0.1 only).
 pgbouncer-service-running:
   service.running:
     - name: pgbouncer
     - enable: True
-    - reload: True
     - watch:
       - sls: pgbouncer.config

@@ -18,12 +18,15 @@ DEFAULTS: dict[str, Any] = {
     "POOL_MAX_SIZE": 5,
     "POOL_TIMEOUT": 3.0,        # seconds to wait for a pooled connection
     "CONNECT_TIMEOUT": 3,       # libpq connect_timeout (integer seconds)
+    "POOL_RECONNECT_TIMEOUT": 10.0,  # caps the pool's reconnection backoff
     "RYW_SECONDS": 5.0,         # read-your-writes window after a user's own write
     "RETRY_AFTER": 5,           # Retry-After header on 503
     "PATRONI_TIMEOUT": 2.0,
     "PER_PAGE": 24,
     "CSRF_ENABLED": True,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
 }
 
 # env var -> (config key, parser)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from typing import Any, Callable, Iterator, TypeVar
@@ -81,7 +82,7 @@ class HaliteConnection(psycopg.Connection):
     backend: Backend | None = None
 
 
-_PROBE = "SELECT inet_server_addr()::text, inet_server_port(), pg_is_in_recovery()"
+_PROBE = "SELECT host(inet_server_addr()), inet_server_port(), pg_is_in_recovery()"
 
 
 def _probe(conn: HaliteConnection) -> Backend:
@@ -122,6 +123,13 @@ class Database:
         self.max_size = max(int(cfg.get("POOL_MAX_SIZE", 5)), self.min_size, 1)
         self.timeout = float(cfg.get("POOL_TIMEOUT", 3.0))
         self.connect_timeout = int(cfg.get("CONNECT_TIMEOUT", 3))
+        # bounds the pool's exponential reconnection backoff, so that a pool
+        # which lost its server reconnects within seconds once it is back
+        self.reconnect_timeout = float(cfg.get("POOL_RECONNECT_TIMEOUT", 10.0))
+        # a path that failed recently is tried last (and briefly) for reads,
+        # so a dead replica port does not add POOL_TIMEOUT to every page
+        self.cooldown = float(cfg.get("POOL_COOLDOWN", 5.0))
+        self._down_until: dict[str, float] = {}
         self._pools: dict[str, ConnectionPool] = {}
         self._lock = threading.Lock()
 
@@ -160,7 +168,7 @@ class Database:
                         "keepalives_interval": 2,
                         "keepalives_count": 3,
                     },
-                    reconnect_timeout=60,
+                    reconnect_timeout=self.reconnect_timeout,
                     max_idle=300,
                     open=False,
                 )
@@ -168,9 +176,18 @@ class Database:
                 self._pools[key] = pool
         return pool
 
+    def _mark(self, kind: str, ok: bool) -> None:
+        if ok:
+            self._down_until.pop(kind, None)
+        else:
+            self._down_until[kind] = time.monotonic() + self.cooldown
+
+    def is_down(self, kind: str) -> bool:
+        return self._down_until.get(kind, 0.0) > time.monotonic()
+
     @contextmanager
-    def _connection(self, kind: str) -> Iterator[HaliteConnection]:
-        with self.pool(kind).connection() as conn:
+    def _connection(self, kind: str, timeout: float | None = None) -> Iterator[HaliteConnection]:
+        with self.pool(kind).connection(timeout=timeout) as conn:
             try:
                 yield conn
             except DISCARD_ERRORS:
@@ -187,8 +204,10 @@ class Database:
                     with conn.cursor(row_factory=dict_row) as cur:
                         result = fn(cur)
                 b = conn.backend or Backend(None, None, None)
-                return result, Backend(b.host, b.port, b.in_recovery, "write")
+            self._mark("write", True)
+            return result, Backend(b.host, b.port, b.in_recovery, "write")
         except UNAVAILABLE_ERRORS as exc:
+            self._mark("write", False)
             log.warning("write path unavailable: %s", exc)
             raise DatabaseUnavailable("write", exc) from exc
 
@@ -200,19 +219,28 @@ class Database:
         order = ["write", "read"] if prefer_write else ["read", "write"]
         if not self.split:
             order = ["write"]
+        first_choice = order[0]
+        # paths that failed in the last few seconds go last, with a short wait
+        order = ([k for k in order if not self.is_down(k)]
+                 + [k for k in order if self.is_down(k)])
         last: BaseException | None = None
-        for i, kind in enumerate(order):
+        for kind in order:
+            timeout = self.timeout if not self.is_down(kind) else min(self.timeout, 0.5)
             try:
-                with self._connection(kind) as conn:
+                with self._connection(kind, timeout) as conn:
                     with conn.transaction():
                         with conn.cursor(row_factory=dict_row) as cur:
                             result = fn(cur)
                     b = conn.backend or Backend(None, None, None)
-                    return result, Backend(b.host, b.port, b.in_recovery, kind, i > 0)
+                self._mark(kind, True)
+                return result, Backend(b.host, b.port, b.in_recovery, kind,
+                                       fallback=kind != first_choice)
             except DatabaseUnavailable as exc:
                 last = exc
             except READ_RETRY_ERRORS as exc:
                 log.warning("read via %s pool failed: %s", kind, exc)
+                if isinstance(exc, UNAVAILABLE_ERRORS):
+                    self._mark(kind, False)
                 last = exc
         raise DatabaseUnavailable("read", last)
 

@@ -1,0 +1,4 @@
+"""WSGI entry point: gunicorn halite_web.wsgi:app"""
+from . import create_app
+
+app = create_app()
