@@ -73,10 +73,11 @@ def healthy(name, members=3, timeout=180, interval=2, **connection):
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
     members = int(members)
     want = f"etcd healthy with {members} started members and a leader"
-    if __opts__.get("test"):
-        ret["result"] = None
-        ret["comment"] = f"Would wait up to {timeout}s for {want}"
-        return ret
+    # A dry run looks once: a healthy cluster has nothing to wait for.
+    dry_run = bool(__opts__.get("test"))
+    full_timeout = timeout
+    if dry_run:
+        timeout = 0
 
     conn = _connection(connection)
     start = time.monotonic()
@@ -103,6 +104,10 @@ def healthy(name, members=3, timeout=180, interval=2, **connection):
             break
         time.sleep(min(float(interval), remaining))
 
+    if dry_run:
+        ret["result"] = None
+        ret["comment"] = f"Would wait up to {full_timeout}s for {want} (now: {last_seen})"
+        return ret
     ret["comment"] = (
         f"Timed out after {timeout}s waiting for {want}. Last seen: {last_seen}\n"
         f"Members:\n{_member_lines(last_members)}"

@@ -68,10 +68,11 @@ def healthy(name, members=3, max_lag=DEFAULT_MAX_LAG, timeout=300, interval=3, *
     members = int(members)
     max_lag = int(max_lag)
     want = f"one running leader and {members - 1} streaming replica(s) with lag <= {max_lag} bytes"
-    if __opts__.get("test"):
-        ret["result"] = None
-        ret["comment"] = f"Would wait up to {timeout}s for Patroni to show {want}"
-        return ret
+    # A dry run looks once: a healthy cluster has nothing to wait for.
+    dry_run = bool(__opts__.get("test"))
+    full_timeout = timeout
+    if dry_run:
+        timeout = 0
 
     conn = _connection(connection)
     start = time.monotonic()
@@ -97,6 +98,10 @@ def healthy(name, members=3, max_lag=DEFAULT_MAX_LAG, timeout=300, interval=3, *
             break
         time.sleep(min(float(interval), remaining))
 
+    if dry_run:
+        ret["result"] = None
+        ret["comment"] = f"Would wait up to {full_timeout}s for Patroni to show {want} (now: {last_seen})"
+        return ret
     try:
         member_table = __salt__["patroni.table"](**conn)
     except CommandExecutionError as exc:

@@ -84,6 +84,6 @@ def lab():
 @pytest.fixture(scope="session")
 def deployed(lab):
     """The whole stack, laid down by orch.deploy (once per session)."""
-    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json", "--static"], timeout=2400)
+    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json"], timeout=2400)
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     return json.loads(res.stdout)

@@ -31,7 +31,7 @@ def test_control_machine_cannot_reach_db_hosts_directly(lab):
         ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", f"UserKnownHostsFile={labmod.KNOWN_HOSTS}",
          "-o", "StrictHostKeyChecking=yes", "root@10.77.1.11", "true"], capture_output=True, text=True, timeout=30)
     assert direct.returncode != 0
-    assert "unreachable" in direct.stderr.lower() or "timed out" in direct.stderr.lower(), direct.stderr
+    assert "no route to host" in direct.stderr.lower(), direct.stderr  # the unreachable route answers at once
     via_jump = run([BIN / "halite", "lab", "ssh", "db-01", "hostname"], check=True)
     assert via_jump.stdout.strip() == "db-01"
 

@@ -139,7 +139,7 @@ def test_changed_ttl_is_applied_with_exact_changes(deployed, tmp_path):
 
 def test_second_orch_deploy_reports_zero_changes(deployed):
     wait_for(healthy_cluster, 180, 2, "a healthy cluster")
-    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json", "--static"], timeout=1800)
+    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json"], timeout=1800)
     assert res.returncode == 0, res.stdout[-4000:]
     import json
     steps = json.loads(res.stdout)["data"]

@@ -99,11 +99,22 @@ def test_healthy_unhealthy_without_reason(clock):
     assert health.call_count == 1
 
 
-def test_healthy_test_mode_does_not_wait(clock):
-    health = MagicMock()
+def test_healthy_test_mode_looks_once_and_does_not_wait(clock):
+    health = MagicMock(return_value={"healthy": False, "leader": None, "members": [], "started": 0, "problems": ["down"]})
     with patch.dict(etcd_health.__salt__, {"etcd_cluster.health": health}), patch.dict(etcd_health.__opts__, {"test": True}):
         ret = etcd_health.healthy("etcd-gate", members=5, timeout=180)
     assert ret["result"] is None
     assert ret["changes"] == {}
-    assert ret["comment"] == "Would wait up to 180s for etcd healthy with 5 started members and a leader"
-    health.assert_not_called()
+    assert ret["comment"].startswith("Would wait up to 180s for etcd healthy with 5 started members and a leader (now: ")
+    health.assert_called_once()
+    assert clock.sleeps == []
+
+
+def test_healthy_test_mode_on_a_healthy_cluster_has_nothing_to_do(clock):
+    members = [{"name": f"db-0{i}", "started": True, "is_learner": False} for i in (1, 2, 3)]
+    health = MagicMock(return_value={"healthy": True, "leader": "db-01", "members": members, "started": 3, "problems": []})
+    with patch.dict(etcd_health.__salt__, {"etcd_cluster.health": health}), patch.dict(etcd_health.__opts__, {"test": True}):
+        ret = etcd_health.healthy("etcd-gate", members=3, timeout=180)
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {}
+    health.assert_called_once()

@@ -140,16 +140,26 @@ def test_healthy_timeout_when_table_fails_too(clock):
     assert "(no member table:" in ret["comment"]
 
 
-def test_healthy_test_mode_does_not_wait(clock):
-    health = MagicMock()
+def test_healthy_test_mode_looks_once_and_does_not_wait(clock):
+    health = MagicMock(return_value={"healthy": False, "problems": ["no leader"]})
     with patch.dict(patroni_cluster.__salt__, {"patroni.health": health}), patch.dict(
         patroni_cluster.__opts__, {"test": True}
     ):
         ret = patroni_cluster.healthy("gate", members=3, timeout=300)
     assert ret["result"] is None
     assert ret["changes"] == {}
-    assert "Would wait up to 300s" in ret["comment"]
-    health.assert_not_called()
+    assert "Would wait up to 300s" in ret["comment"] and "no leader" in ret["comment"]
+    health.assert_called_once()
+    assert clock.sleeps == []
+
+
+def test_healthy_test_mode_on_a_healthy_cluster_has_nothing_to_do(clock):
+    health = MagicMock(return_value={"healthy": True, "leader": "db-01", "replicas_streaming": 2, "max_lag": 0, "problems": []})
+    with patch.dict(patroni_cluster.__salt__, {"patroni.health": health}), patch.dict(
+        patroni_cluster.__opts__, {"test": True}
+    ):
+        ret = patroni_cluster.healthy("gate", members=3, timeout=300)
+    assert ret["result"] is True and ret["changes"] == {}
     assert clock.sleeps == []
 
 
