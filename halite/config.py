@@ -110,6 +110,13 @@ def load(topology: dict | None = None, settings: dict | None = None) -> dict:
     return data
 
 
+def load_topology() -> dict:
+    """The topology alone, validated (for the roster and the lab)."""
+    topo = _read_yaml(topology_path())
+    validate_topology(topo)
+    return topo
+
+
 def apply_profile(data: dict) -> dict:
     """Merge the chosen timing profile under ``patroni.dcs`` (explicit dcs values win)."""
     patroni = data.get("patroni")

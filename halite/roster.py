@@ -10,7 +10,7 @@ KNOWN_HOSTS = os.environ.get("HALITE_KNOWN_HOSTS", "/var/lib/halite/lab/ssh/know
 
 
 def roster(topo: dict | None = None, key: str = KEY, known_hosts: str = KNOWN_HOSTS) -> dict:
-    topo = topo or config.load()["topology"]
+    topo = topo or config.load_topology()
     jump = config.hosts_with_role(topo, "jump")[0]
     jump_addr = topo["hosts"][jump]["addresses"].get("edge") or config.cluster_address(topo, jump)
     common = [f"UserKnownHostsFile={known_hosts}", "StrictHostKeyChecking=yes"]

@@ -10,4 +10,6 @@ def run():
     try:
         return pillar_for(__opts__["id"])
     except ConfigError as exc:
-        raise Exception(f"halite configuration error: {exc}") from None
+        # Salt reports "_errors" as the pillar's render errors: every run stops
+        # with this one message, before any state runs on any host.
+        return {"_errors": [f"halite configuration error: {exc}"]}

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from .catalog import clean
-from .vocab import BODY_TYPES, COLORS, CONDITIONS, FUELS, TRANSMISSIONS
+from .vocab import BODY_TYPES, CONDITIONS, FUELS, TRANSMISSIONS
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,}$")
 NAME = re.compile(r"^[\w .,'&()/+-]+$", re.UNICODE)
