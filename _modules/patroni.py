@@ -75,16 +75,15 @@ def __virtual__():
 
 
 def _pillar(key: str, default):
-    """A plain pillar value.
+    """A setting from Salt's configuration: minion options, grains, then pillar.
 
-    Salt 3008 masks what ``pillar.get`` returns to execution modules (every
-    value reads ``"**********"``) unless asked with ``unmask=True``; older
-    Salt, and the salt-ssh wrapper, know no such keyword and do not mask.
+    ``config.get`` is used rather than ``pillar.get`` because a function run
+    directly by salt-ssh (``salt-ssh db-01 patroni.switchover``) gets no
+    pillar on the target; halite's roster hands the same keys to the target
+    as minion options (``minion_opts``), and state runs have them in pillar.
     """
-    try:
-        return __salt__["pillar.get"](key, default, unmask=True)
-    except TypeError:
-        return __salt__["pillar.get"](key, default)
+    value = __salt__["config.get"](key, default)
+    return default if value in (None, "") else value
 
 
 def _connection(kwargs: dict) -> dict:

@@ -9,14 +9,32 @@ KEY = os.environ.get("HALITE_SSH_KEY", "/var/lib/halite/lab/ssh/id_ed25519")
 KNOWN_HOSTS = os.environ.get("HALITE_KNOWN_HOSTS", "/var/lib/halite/lab/ssh/known_hosts")
 
 
-def roster(topo: dict | None = None, key: str = KEY, known_hosts: str = KNOWN_HOSTS) -> dict:
-    topo = topo or config.load_topology()
+def _minion_opts(data: dict | None) -> dict:
+    """What halite's execution modules read with config.get, for direct salt-ssh
+    function calls (which get no pillar on the target)."""
+    if not data:
+        return {}
+    patroni = data.get("patroni") or {}
+    return {"halite": {"patroni": {"restapi": dict(patroni.get("restapi") or {})},
+                       "etcd": {"client_port": (data.get("etcd") or {}).get("client_port", 2379)}}}
+
+
+def roster(topo: dict | None = None, key: str = KEY, known_hosts: str = KNOWN_HOSTS, data: dict | None = None) -> dict:
+    if topo is None:
+        topo = config.load_topology()
+        try:
+            data = config.load()
+        except config.ConfigError:
+            data = None  # the pillar reports the problem, naming the key
+    minion_opts = _minion_opts(data)
     jump = config.hosts_with_role(topo, "jump")[0]
     jump_addr = topo["hosts"][jump]["addresses"].get("edge") or config.cluster_address(topo, jump)
     common = [f"UserKnownHostsFile={known_hosts}", "StrictHostKeyChecking=yes"]
     out = {}
     for host in topo["hosts"]:
         entry = {"user": "root", "priv": key, "ssh_options": list(common)}
+        if minion_opts and host in config.hosts_with_role(topo, "db"):
+            entry["minion_opts"] = minion_opts
         if host == jump:
             entry["host"] = jump_addr
         else:

@@ -157,3 +157,11 @@ def test_roster_reaches_everything_but_the_jump_host_through_it(good):
         assert "ProxyCommand=ssh -i /k" in opts and "-W %h:%p root@10.77.0.10" in opts
         assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
     assert r["db-01"]["host"] == "10.77.1.11"
+
+
+def test_roster_hands_db_hosts_the_api_settings_as_minion_opts(good):
+    data = load(*good)
+    r = roster(data["topology"], key="/k", known_hosts="/kh", data=data)
+    assert r["db-01"]["minion_opts"]["halite"]["patroni"]["restapi"]["username"] == "patroni"
+    assert r["db-01"]["minion_opts"]["halite"]["etcd"]["client_port"] == 2379
+    assert "minion_opts" not in r["jump-01"] and "minion_opts" not in r["app-01"]

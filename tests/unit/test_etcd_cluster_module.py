@@ -3,7 +3,7 @@ from unittest.mock import patch
 
 import etcd_cluster
 import pytest
-import salt.modules.pillar
+import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 PILLAR = {"halite": {"etcd": {"client_port": 22379}}}
@@ -49,10 +49,10 @@ def status(member_id, leader_id):
 
 @pytest.fixture
 def configure_loader_modules():
-    # Salt's own pillar.get, which masks values unless asked with unmask=True.
+    # Salt's own config.get: minion options, grains, then pillar.
     return {
-        etcd_cluster: {"__salt__": {"pillar.get": salt.modules.pillar.get}, "__opts__": {}},
-        salt.modules.pillar: {"__pillar__": PILLAR, "__opts__": {}},
+        etcd_cluster: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}},
+        salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
     }
 
 

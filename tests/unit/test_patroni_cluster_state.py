@@ -10,7 +10,7 @@ from unittest.mock import MagicMock, patch
 import patroni
 import patroni_cluster
 import pytest
-import salt.modules.pillar
+import salt.modules.config
 from salt.exceptions import CommandExecutionError
 
 API = "http://127.0.0.1:8008"
@@ -51,8 +51,8 @@ def healthy_seen(**over):
 @pytest.fixture
 def configure_loader_modules():
     return {
-        salt.modules.pillar: {"__pillar__": PILLAR, "__opts__": {}},
-        patroni: {"__salt__": {"pillar.get": salt.modules.pillar.get}},
+        salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
+        patroni: {"__salt__": {"config.get": salt.modules.config.get}},
         patroni_cluster: {
             "__salt__": {
                 "patroni.health": MagicMock(),

@@ -6,7 +6,7 @@ from unittest.mock import patch
 
 import patroni
 import pytest
-import salt.modules.pillar
+import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 PILLAR = {
@@ -88,10 +88,10 @@ def led_by(name):
 
 @pytest.fixture
 def configure_loader_modules():
-    # Salt's own pillar.get, which masks values unless asked with unmask=True.
+    # Salt's own config.get: minion options, grains, then pillar.
     return {
-        patroni: {"__salt__": {"pillar.get": salt.modules.pillar.get}, "__opts__": {}},
-        salt.modules.pillar: {"__pillar__": PILLAR, "__opts__": {}},
+        patroni: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}},
+        salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
     }
 
 
@@ -150,20 +150,17 @@ def test_kwargs_override_pillar(api):
     assert patroni.leader(host="10.0.0.12", port=9008) == "db-01"
 
 
-def test_pillar_is_read_unmasked():
-    # Salt 3008 masks pillar.get for execution modules unless unmask=True.
-    assert salt.modules.pillar.get("halite:patroni:restapi:password", None) == "**********"
+def test_settings_come_from_pillar():
     conn = patroni._connection({})
     assert (conn["port"], conn["username"], conn["password"]) == (8018, "patroni", "s3cret")
 
 
-def test_pillar_get_without_unmask_keyword():
-    def old_pillar_get(key, default=""):
-        return {"halite:patroni:restapi:port": 8028}.get(key, default)
-
-    with patch.dict(patroni.__salt__, {"pillar.get": old_pillar_get}):
+def test_minion_options_serve_direct_salt_ssh_calls():
+    # salt-ssh gives a directly called function no pillar; the roster passes minion_opts.
+    opts = {"halite": {"patroni": {"restapi": {"port": 8028, "username": "u", "password": "p"}}}}
+    with patch.dict(salt.modules.config.__pillar__, {}, clear=True), patch.dict(salt.modules.config.__opts__, opts):
         conn = patroni._connection({})
-    assert (conn["host"], conn["port"], conn["username"]) == ("127.0.0.1", 8028, None)
+    assert (conn["host"], conn["port"], conn["username"], conn["password"]) == ("127.0.0.1", 8028, "u", "p")
 
 
 def test_unknown_keyword_is_refused(api):

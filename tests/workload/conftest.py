@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 on 127.0.0.1:55433 for the workload tests."""
+"""A throwaway PostgreSQL 15 on 127.0.0.1:55434 for the workload tests."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PG_BIN = Path(os.environ.get("HALITE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PORT = 55433
+PORT = 55434
 
 
 def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:
