@@ -203,8 +203,11 @@ def dynamic_config(name, config, settle=None, **connection):
         return ret
 
     try:
-        __salt__["patroni.patch_config"](patch, **conn)
-        after = __salt__["patroni.config"](**conn)
+        # PATCH answers with the configuration now in the DCS; a GET right
+        # after may still show the member's cached copy until its next loop.
+        after = __salt__["patroni.patch_config"](patch, **conn)
+        if not isinstance(after, dict) or not after:
+            after = __salt__["patroni.config"](**conn)
     except CommandExecutionError as exc:
         ret["comment"] = f"Patching Patroni's dynamic configuration ({', '.join(sorted(changes))}) failed: {exc}"
         return ret
