@@ -62,6 +62,27 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from halite import failover
+
+    scenarios = failover.SCENARIOS if args.scenarios == "all" else args.scenarios.split(",")
+    unknown = [s for s in scenarios if s not in failover.SCENARIOS]
+    if unknown:
+        print(f"halite bench: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(failover.SCENARIOS)}",
+              file=sys.stderr)
+        return 2
+    profiles = args.profiles.split(",")
+    known = config.load()["patroni"]["profiles"]
+    if [p for p in profiles if p not in known]:
+        print(f"halite bench: unknown profile in {args.profiles}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    if args.runs < 1 or args.runs > 50:
+        print("halite bench: --runs must be between 1 and 50", file=sys.stderr)
+        return 2
+    failover.bench(scenarios, profiles, args.runs, args.out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="halite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     p_lab.add_argument("hosts", nargs=argparse.REMAINDER, help="hosts (up), or HOST [CMD...] (ssh)")
     p_lab.add_argument("--json", action="store_true", help="status as JSON")
     p_lab.set_defaults(func=_lab)
+    p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
+    p_bench.add_argument("name", choices=["failover"])
+    p_bench.add_argument("--runs", type=int, default=1)
+    p_bench.add_argument("--scenarios", default="all", help="comma-separated, or all")
+    p_bench.add_argument("--profiles", default="halite,patroni-defaults")
+    p_bench.add_argument("--out", default="bench/results")
+    p_bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,285 @@
+"""Failover scenarios in the lab, measured.
+
+Each scenario starts the workload checker (writers through HAProxy's write
+port, readers through its read port), injects one fault with
+:mod:`halite.faults`, undoes it, waits until the cluster heals by itself (one
+leader, every replica streaming, the old primary back), then proves from the
+workload's evidence how long writes and reads were down, whether any
+acknowledged write was lost and whether two primaries took writes at once.
+
+Everything here targets the lab's own hosts only, and every wait is bounded.
+
+CLI Example::
+
+    halite bench failover --runs 3                # every scenario, both profiles
+    halite bench failover --scenarios switchover,postgres-crash --profiles halite --runs 1
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Callable
+
+from halite import config, faults, lab
+from halite.workload import Workload
+
+SCENARIOS = [
+    "switchover", "postgres-crash", "patroni-crash", "primary-poweroff", "primary-partition",
+    "replica-poweroff", "etcd-member-loss", "etcd-quorum-loss", "primary-hang", "full-restart",
+]
+PROFILE_KEYS = ("ttl", "loop_wait", "retry_timeout", "primary_start_timeout")
+
+# Python run in the app host's network namespace (it may reach Patroni's API).
+_HTTP = r"""
+import base64, json, sys, urllib.request
+method, url, body, user, pw = sys.argv[1:6]
+req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
+                             headers={"Content-Type": "application/json"})
+if user:
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode())
+try:
+    with urllib.request.urlopen(req, timeout=3) as r:
+        print(json.dumps({"status": r.status, "body": r.read().decode()}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode()}))
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[failover {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Cluster:
+    """The lab's cluster as the runner sees it (Patroni's REST API, from the app host)."""
+
+    def __init__(self, data: dict | None = None):
+        self.data = data or config.load()
+        topo = self.data["topology"]
+        self.db_hosts = config.hosts_with_role(topo, "db")
+        self.proxy = config.hosts_with_role(topo, "haproxy")[0]
+        self.addr = {h: config.cluster_address(topo, h) for h in self.db_hosts}
+        api = self.data["patroni"]["restapi"]
+        self.api_port, self.api_user, self.api_pw = api["port"], api["username"], api["password"]
+        app = self.data["users"]["app"]
+        edge = topo["hosts"][self.proxy]["addresses"].get("edge") or self.addr.get(self.proxy)
+        base = f"host={edge} dbname={app['database']} user={app['username']} password={app['password']}"
+        self.write_dsn = f"{base} port={self.data['haproxy']['write_port']}"
+        self.read_dsn = f"{base} port={self.data['haproxy']['read_port']}"
+
+    def http(self, method: str, host: str, path: str, body: dict | None = None) -> tuple[int, str]:
+        pid = lab.leader_pid(self.proxy)
+        unsafe = method != "GET"
+        res = subprocess.run(
+            ["nsenter", "-t", str(pid), "-n", "python3", "-c", _HTTP, method,
+             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else "",
+             self.api_user if unsafe else "", self.api_pw if unsafe else ""],
+            capture_output=True, text=True, timeout=15)
+        if res.returncode != 0:
+            raise RuntimeError(f"{method} {host}{path}: {res.stderr.strip().splitlines()[-1] if res.stderr else 'failed'}")
+        out = json.loads(res.stdout)
+        return out["status"], out["body"]
+
+    def members(self) -> list[dict]:
+        """Members from the first db host whose API answers."""
+        last = None
+        for host in self.db_hosts:
+            try:
+                status, body = self.http("GET", host, "/cluster")
+                if status == 200:
+                    return json.loads(body).get("members", [])
+            except Exception as exc:  # noqa: BLE001 - try the next host
+                last = exc
+        raise RuntimeError(f"no Patroni API answered: {last}")
+
+    def leader(self) -> str | None:
+        try:
+            ms = self.members()
+        except RuntimeError:
+            return None
+        leaders = [m["name"] for m in ms if m.get("role") in ("leader", "master", "primary")]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def healthy(self) -> bool:
+        try:
+            ms = self.members()
+        except RuntimeError:
+            return False
+        leaders = [m for m in ms if m.get("role") in ("leader", "master", "primary") and m.get("state") == "running"]
+        streaming = [m for m in ms if m.get("role") not in ("leader", "master", "primary")
+                     and m.get("state") == "streaming"]
+        names = {m["name"] for m in ms}
+        return len(leaders) == 1 and len(streaming) == len(self.db_hosts) - 1 and names == set(self.db_hosts)
+
+    def wait_healthy(self, timeout: float) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.healthy():
+                return time.monotonic() - t0
+            time.sleep(1)
+        table = "unavailable"
+        try:
+            table = ", ".join(f"{m['name']}:{m.get('role')}/{m.get('state')}" for m in self.members())
+        except RuntimeError as exc:
+            table = str(exc)
+        raise RuntimeError(f"cluster not healthy after {timeout:.0f}s (members: {table})")
+
+    def sync_standby(self) -> str | None:
+        for m in self.members():
+            if m.get("role") == "sync_standby":
+                return m["name"]
+        return None
+
+    def apply_profile(self, profile: str) -> dict:
+        """PATCH the profile's timing into the DCS (the pillar keeps the named profiles)."""
+        values = self.data["patroni"]["profiles"][profile]
+        patch = {k: values[k] for k in PROFILE_KEYS if k in values}
+        leader = self.leader() or self.db_hosts[0]
+        status, body = self.http("PATCH", leader, "/config", patch)
+        if status != 200:
+            raise RuntimeError(f"PATCH /config for profile {profile} answered {status}: {body}")
+        time.sleep(values.get("loop_wait", 10) + 1)
+        return patch
+
+    def switchover(self, candidate: str | None = None) -> str:
+        leader = self.leader()
+        body = {"leader": leader}
+        if candidate:
+            body["candidate"] = candidate
+        status, text = self.http("POST", leader, "/switchover", body)
+        if status != 200:
+            raise RuntimeError(f"switchover answered {status}: {text}")
+        return text
+
+
+def _wait_writes_back(wl: Workload, after: float, timeout: float) -> float | None:
+    """Seconds from ``after`` until a write is acknowledged again (None on time-out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        acks = wl.results()["acks"]
+        if acks and acks[-1].t > after and any(a.t > after + 0.5 for a in acks[-50:]):
+            return acks[-1].t - after
+        time.sleep(0.5)
+    return None
+
+
+def inject(cluster: Cluster, scenario: str) -> tuple[str, Callable[[], None], float]:
+    """Inject the fault; return (what was done, its undo, seconds to hold before undoing)."""
+    leader = cluster.leader()
+    if not leader:
+        raise RuntimeError("no leader before the fault")
+    replicas = [h for h in cluster.db_hosts if h != leader]
+    ttl = cluster.data["patroni"]["dcs"]["ttl"]
+    nothing = lambda: None  # noqa: E731
+    if scenario == "switchover":
+        target = cluster.sync_standby() or replicas[0]
+        cluster.switchover(target)
+        return f"switchover {leader} -> {target}", nothing, 0
+    if scenario == "postgres-crash":
+        return faults.postgres_kill(leader), nothing, 0
+    if scenario == "patroni-crash":
+        return faults.patroni_kill(leader), nothing, 0
+    if scenario == "primary-poweroff":
+        return faults.poweroff(leader), lambda: faults.poweron(leader), 0
+    if scenario == "primary-partition":
+        return faults.partition(leader), lambda: faults.heal(leader), 0
+    if scenario == "replica-poweroff":
+        target = cluster.sync_standby() or replicas[0]
+        return faults.poweroff(target), lambda: faults.poweron(target), 10
+    if scenario == "etcd-member-loss":
+        return faults.etcd_stop(leader), lambda: faults.etcd_start(leader), 15
+    if scenario == "etcd-quorum-loss":
+        lost = replicas[:2] if len(replicas) >= 2 else replicas
+        for host in lost:
+            faults.etcd_stop(host)
+
+        def undo():
+            for h in lost:
+                faults.etcd_start(h)
+        return f"etcd stopped on {', '.join(lost)} (quorum lost)", undo, ttl + 10
+    if scenario == "primary-hang":
+        return faults.freeze(leader, "host"), lambda: faults.thaw(leader, "host"), ttl + 5
+    if scenario == "full-restart":
+        for host in cluster.db_hosts:
+            faults.poweroff(host)
+
+        def undo():
+            for h in cluster.db_hosts:
+                faults.poweron(h, wait=False)
+            lab.wait_ssh(cluster.data["topology"], cluster.db_hosts, timeout=180)
+        return "every db host powered off", undo, 2
+    raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+
+
+def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None = None,
+                 recover_timeout: float = 120, heal_timeout: float = 240, writers: int = 4) -> dict:
+    """One measured run of ``scenario``; the cluster is left healthy (or this raises)."""
+    cluster = cluster or Cluster()
+    cluster.wait_healthy(heal_timeout)
+    sync = bool(cluster.data["patroni"]["dcs"].get("synchronous_mode"))
+    wl = Workload(cluster.write_dsn, cluster.read_dsn, writers=writers, readers=2, max_seconds=recover_timeout + heal_timeout + 120)
+    wl.setup()
+    wl.start()
+    try:
+        time.sleep(3)
+        leader_before = cluster.leader()
+        t_fault = wl.mark_fault()
+        what, undo, hold = inject(cluster, scenario)
+        log(f"{scenario} [{profile}]: {what}")
+        back = _wait_writes_back(wl, t_fault, recover_timeout)
+        log(f"{scenario} [{profile}]: writes back after {back:.1f}s" if back is not None
+            else f"{scenario} [{profile}]: writes not back within {recover_timeout:.0f}s")
+        if hold:
+            time.sleep(max(0.0, hold - (time.monotonic() - t_fault)))
+        undo()
+        heal_wait = cluster.wait_healthy(heal_timeout)
+        heal_s = time.monotonic() - t_fault
+        time.sleep(2)
+    finally:
+        wl.stop()
+    res = wl.analyze(fault_time=t_fault, verify_dsn=cluster.write_dsn)
+    run = {
+        "scenario": scenario,
+        "profile": profile,
+        "synchronous_mode": sync,
+        "write_unavailable_s": res["write_unavailable_s"],
+        "read_unavailable_s": res["read_unavailable_s"],
+        "acked_writes": res["acked_writes"],
+        "lost_writes": res["lost_writes"],
+        "dual_primary": res["dual_primary"],
+        "heal_s": round(heal_s, 2),
+        "fault": what,
+        "leader_before": leader_before,
+        "leader_after": cluster.leader(),
+        "writes_back_s": None if back is None else round(back, 2),
+        "unknown_outcome": res["unknown_outcome"],
+        "lost_ids": res["lost_ids"],
+        "dual_primary_evidence": res["dual_primary_evidence"][:3],
+        "servers_seen": res["servers_seen"],
+        "timeline": res["timeline"],
+    }
+    log(f"{scenario} [{profile}]: write gap {run['write_unavailable_s']:.1f}s, read gap "
+        f"{run['read_unavailable_s']:.1f}s, {run['acked_writes']} acked, {run['lost_writes']} lost, "
+        f"dual primary {run['dual_primary']}, healed after {run['heal_s']:.0f}s (+{heal_wait:.0f}s after undo)")
+    return run
+
+
+def bench(scenarios: list[str], profiles: list[str], runs: int, out_dir: str = "bench/results") -> list[dict]:
+    from halite import report
+
+    cluster = Cluster()
+    results: list[dict] = []
+    try:
+        for profile in profiles:
+            log(f"profile {profile}: {cluster.apply_profile(profile)}")
+            for n in range(runs):
+                for scenario in scenarios:
+                    log(f"run {n + 1}/{runs}: {scenario} [{profile}]")
+                    results.append(run_scenario(scenario, profile, cluster))
+                    report.write_results(results, out_dir=out_dir, plot=False)  # progress survives an interruption
+    finally:
+        cluster.apply_profile(cluster.data["patroni"]["profile"])
+    paths = report.write_results(results, out_dir=out_dir)
+    report.print_table(results)
+    log(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return results
