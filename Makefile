@@ -39,5 +39,11 @@ down:
 status: deps
 	$(HALITE) lab status
 
+# Every failover scenario RUNS times under both timing profiles, in one run.
+bench-failover: deps
+	$(HALITE) lab up
+	$(SALT_RUN) state.orchestrate orch.deploy
+	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
+
 clean: down
 	rm -rf /var/lib/halite .salt-run

@@ -742,3 +742,75 @@ def reinit(member, force=False, from_leader=False, **connection) -> dict:
         payload["from-leader"] = True
     message = _request("POST", url, conn, payload=payload, expect_json=False)
     return {"member": member, "message": message}
+
+
+def _wait_member(conn: dict, name: str, ok, timeout: float, expected: str) -> dict:
+    """Poll /cluster until member ``name`` satisfies ``ok``; raise naming what was seen."""
+    deadline = time.monotonic() + float(timeout)
+    seen = "nothing yet"
+    while True:
+        try:
+            for m in _members(conn):
+                if m["name"] == name:
+                    if ok(m):
+                        return m
+                    seen = f"role {m['role']}, state {m['state']}, pending_restart {m['pending_restart']}"
+        except CommandExecutionError as exc:
+            seen = str(exc)
+        if time.monotonic() >= deadline:
+            raise CommandExecutionError(f"{name} did not become {expected} within {timeout:g}s (last seen: {seen})")
+        time.sleep(POLL_INTERVAL)
+
+
+def rolling_restart(pending_only=True, timeout=300, **connection) -> dict:
+    """Restart PostgreSQL member by member: replicas first, the leader last after a switchover.
+
+    Each replica is restarted (``POST /restart``) and must stream again
+    before the next one; then, if the leader needs a restart too, it hands
+    over to the synchronous standby (or a streaming replica) with
+    ``POST /switchover`` and is restarted as a replica. Writes see one
+    switchover, never a restart of the primary.
+
+    :param pending_only: restart only members flagged ``pending_restart``.
+    :param timeout: seconds to wait for each member (and for the switchover).
+    :param connection: host, port, username, password, http_timeout (see the module docstring).
+    :returns: dict with ``restarted`` (names, in order), ``switchover`` (or None) and ``leader``.
+    :raises CommandExecutionError: naming the member that did not come back.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 patroni.rolling_restart
+        salt-ssh db-01 patroni.rolling_restart pending_only=False
+    """
+    conn = _connection(connection)
+    members_ = _members(conn)
+    leader_ = _leader_of(members_)
+    if leader_ is None:
+        raise CommandExecutionError("a rolling restart needs a leader and the cluster has none")
+    todo = [m["name"] for m in members_ if m["pending_restart"] or not pending_only]
+    restarted, handover = [], None
+
+    def back_as_replica(m):
+        return m["role"] not in LEADER_ROLES and m["state"] == "streaming" and not m["pending_restart"]
+
+    for name in [n for n in todo if n != leader_]:
+        restart(member=name, **connection)
+        _wait_member(conn, name, back_as_replica, timeout, "a streaming replica without pending restart")
+        restarted.append(name)
+    if leader_ in todo:
+        standbys = [m for m in _members(conn) if m["role"] not in LEADER_ROLES and m["state"] == "streaming"]
+        sync = [m["name"] for m in standbys if m["role"] == "sync_standby"]
+        candidate = sync[0] if sync else (standbys[0]["name"] if standbys else None)
+        if candidate is None:
+            raise CommandExecutionError(f"{leader_} needs a restart but no replica is streaming to take over")
+        handover = switchover(candidate=candidate, leader=leader_, timeout=timeout, **connection)
+        _wait_member(conn, leader_, lambda m: m["role"] not in LEADER_ROLES and m["state"] in ("streaming", "running"),
+                     timeout, "a replica")
+        still = [m for m in _members(conn) if m["name"] == leader_ and m["pending_restart"]]
+        if still or not pending_only:
+            restart(member=leader_, **connection)
+        _wait_member(conn, leader_, back_as_replica, timeout, "a streaming replica without pending restart")
+        restarted.append(leader_)
+    return {"restarted": restarted, "switchover": handover, "leader": _leader_of(_members(conn))}
