@@ -410,3 +410,31 @@ def test_is_leader_reads_the_local_role():
     assert get.call_args[0][1] == "/patroni"
     with patch.object(patroni, "_get", return_value={"role": "replica", "state": "streaming"}):
         assert patroni.is_leader() is False
+
+
+def _m(name, role, state="streaming", pending=False):
+    return {"name": name, "role": role, "state": state, "pending_restart": pending, "api_url": None, "lag": 0}
+
+
+def test_rolling_restart_restarts_replicas_first_and_the_leader_after_a_switchover():
+    before = [_m("db-01", "leader", "running", True), _m("db-02", "sync_standby", pending=True), _m("db-03", "replica", pending=True)]
+    after_replicas = [_m("db-01", "leader", "running", True), _m("db-02", "sync_standby"), _m("db-03", "replica")]
+    after_switch = [_m("db-01", "replica", pending=True), _m("db-02", "leader", "running"), _m("db-03", "sync_standby")]
+    done = [_m("db-01", "replica"), _m("db-02", "leader", "running"), _m("db-03", "sync_standby")]
+    calls = []
+    states = iter([before, after_replicas, after_replicas, after_replicas, after_switch, after_switch, done, done])
+    with patch.object(patroni, "_members", side_effect=lambda conn: next(states)), \
+            patch.object(patroni, "restart", side_effect=lambda member, **kw: calls.append(("restart", member))), \
+            patch.object(patroni, "switchover", side_effect=lambda candidate, leader, **kw: calls.append(("switchover", leader, candidate)) or {"new_leader": candidate}), \
+            patch.object(patroni.time, "sleep"):
+        out = patroni.rolling_restart(timeout=5)
+    assert calls == [("restart", "db-02"), ("restart", "db-03"), ("switchover", "db-01", "db-02"), ("restart", "db-01")]
+    assert out["restarted"] == ["db-02", "db-03", "db-01"] and out["leader"] == "db-02"
+
+
+def test_rolling_restart_names_the_member_that_does_not_come_back():
+    stuck = [_m("db-01", "leader", "running"), _m("db-02", "replica", "starting", True)]
+    with patch.object(patroni, "_members", return_value=stuck), patch.object(patroni, "restart"), \
+            patch.object(patroni.time, "sleep"), patch.object(patroni.time, "monotonic", side_effect=[0, 0, 10, 10, 20]):
+        with pytest.raises(CommandExecutionError, match="db-02 did not become a streaming replica"):
+            patroni.rolling_restart(timeout=5)
