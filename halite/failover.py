@@ -28,6 +28,8 @@ SCENARIOS = [
     "switchover", "postgres-crash", "patroni-crash", "primary-poweroff", "primary-partition",
     "replica-poweroff", "etcd-member-loss", "etcd-quorum-loss", "primary-hang", "full-restart",
 ]
+#: Scenarios whose fault must be undone before anything can serve writes again.
+NEEDS_UNDO = ("full-restart",)
 PROFILE_KEYS = ("ttl", "loop_wait", "retry_timeout", "primary_start_timeout")
 
 # Python run in the app host's network namespace (it may reach Patroni's API).
@@ -153,12 +155,21 @@ class Cluster:
 
 
 def _wait_writes_back(wl: Workload, after: float, timeout: float) -> float | None:
-    """Seconds from ``after`` until a write is acknowledged again (None on time-out)."""
+    """Seconds from ``after`` until writes flow again after the fault's gap (None on time-out).
+
+    "Again" means an acknowledged write that follows a pause of at least 0.5 s
+    after the fault, or, with no pause at all, the first write after it.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        acks = wl.results()["acks"]
-        if acks and acks[-1].t > after and any(a.t > after + 0.5 for a in acks[-50:]):
-            return acks[-1].t - after
+        times = [a.t for a in wl.results()["acks"] if a.t > after]
+        prev = after
+        for t in times:
+            if t - prev >= 0.5:
+                return t - after
+            prev = t
+        if times and time.monotonic() - times[-1] < 0.5 and time.monotonic() - after > 3:
+            return times[0] - after  # writes never stopped
         time.sleep(0.5)
     return None
 
@@ -226,14 +237,26 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
         t_fault = wl.mark_fault()
         what, undo, hold = inject(cluster, scenario)
         log(f"{scenario} [{profile}]: {what}")
-        back = _wait_writes_back(wl, t_fault, recover_timeout)
+        if scenario in NEEDS_UNDO:  # nothing can serve writes until the hosts are back
+            time.sleep(hold)
+            undo()
+            back = _wait_writes_back(wl, t_fault, recover_timeout + 180)
+        else:
+            back = _wait_writes_back(wl, t_fault, recover_timeout)
+            if hold:
+                time.sleep(max(0.0, hold - (time.monotonic() - t_fault)))
+            undo()
         log(f"{scenario} [{profile}]: writes back after {back:.1f}s" if back is not None
             else f"{scenario} [{profile}]: writes not back within {recover_timeout:.0f}s")
-        if hold:
-            time.sleep(max(0.0, hold - (time.monotonic() - t_fault)))
-        undo()
         heal_wait = cluster.wait_healthy(heal_timeout)
         heal_s = time.monotonic() - t_fault
+        # The run ends only once writes flow again, so a gap is never cut short.
+        flowing_deadline = time.monotonic() + 60
+        while time.monotonic() < flowing_deadline:
+            acks = wl.results()["acks"]
+            if acks and time.monotonic() - acks[-1].t < 0.3:
+                break
+            time.sleep(0.2)
         time.sleep(2)
     finally:
         wl.stop()
