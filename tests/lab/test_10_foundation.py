@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, run, salt_ssh, state_summary
+from labkit import BIN, run, salt_ssh, state_summary
 from halite import config, lab as labmod
 
 pytestmark = pytest.mark.lab

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import BIN, run, salt_ssh, state_summary, wait_for
+from labkit import BIN, run, salt_ssh, state_summary, wait_for
 from halite import config
 
 pytestmark = pytest.mark.lab

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 PG_BIN = Path(os.environ.get("HALITE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PORT = 55434
+def _pick_port(preferred: int) -> int:
+    """``preferred`` if it is free, else one the kernel picks (parallel runs must not collide)."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", preferred)) != 0:
+            return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = _pick_port(55434)
 
 
 def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:

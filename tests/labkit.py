@@ -1,0 +1,69 @@
+"""Helpers for the lab tests: run commands from the repository root, call
+salt-ssh with JSON output, summarise state results, poll with a bound."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".venv" / "bin"
+os.environ.setdefault("TMPDIR", str(REPO / ".salt-run" / "tmp"))
+Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def run(cmd: list[str], timeout: float = 900, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    res = subprocess.run([str(c) for c in cmd], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {res.returncode}\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def salt_ssh(tgt: str, *args: str, tgt_type: str = "glob", timeout: float = 900, env: dict | None = None):
+    """Run salt-ssh with JSON output; returns (returncode, {host: result})."""
+    cmd = [BIN / "salt-ssh", "--out=json", "--static", "--no-color"]
+    if tgt_type == "list":
+        cmd.append("-L")
+    res = run(cmd + [tgt, *args], timeout=timeout, env=env)
+    try:
+        data = json.loads(res.stdout) if res.stdout.strip() else {}
+    except json.JSONDecodeError:
+        raise AssertionError(f"salt-ssh printed no JSON (rc {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res.returncode, data
+
+
+def state_summary(data: dict) -> dict:
+    """{host: {"failed": [...ids], "changed": {id: changes}, "none": [...ids], "total": n}}."""
+    out = {}
+    for host, ret in data.items():
+        if not isinstance(ret, dict):
+            out[host] = {"failed": [f"not a state result: {ret!r}"[:2000]], "changed": {}, "none": [], "total": 0}
+            continue
+        failed, changed, none = [], {}, []
+        for key, st in ret.items():
+            sid = key.split("_|-")[1] if "_|-" in key else key
+            if st.get("result") is False:
+                failed.append(f"{sid}: {st.get('comment')}")
+            elif st.get("result") is None:
+                none.append(sid)
+            if st.get("changes"):
+                changed[sid] = st["changes"]
+        out[host] = {"failed": failed, "changed": changed, "none": none, "total": len(ret)}
+    return out
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
