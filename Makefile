@@ -17,7 +17,8 @@ $(VENV)/.deps-ok: pyproject.toml
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; fi
 	@echo "==> Python virtualenv $(VENV) (salt 3008.4, pytest-salt-factories, psycopg 3)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q -e '.[test]'
+	@$(VENV)/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -c 'import salt, flask, psycopg, matplotlib, saltfactories' 
 	@touch $@
 
 deps: $(VENV)/.deps-ok
