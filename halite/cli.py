@@ -62,6 +62,17 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from halite import failover
+
+    members = failover.Cluster().members()
+    rows = [{"member": m.get("name"), "host": m.get("host"), "role": m.get("role"), "state": m.get("state"),
+             "timeline": m.get("timeline", ""), "lag": "" if m.get("role") in ("leader", "primary") else m.get("lag", "")}
+            for m in members]
+    print(lab.format_table(rows, ["member", "host", "role", "state", "timeline", "lag"]))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from halite import failover
 
@@ -91,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p_lab.add_argument("hosts", nargs=argparse.REMAINDER, help="hosts (up), or HOST [CMD...] (ssh)")
     p_lab.add_argument("--json", action="store_true", help="status as JSON")
     p_lab.set_defaults(func=_lab)
+    p_cluster = sub.add_parser("cluster", help="the lab's Patroni cluster: member, host, role, state, timeline, lag")
+    p_cluster.set_defaults(func=_cluster)
     p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
     p_bench.add_argument("name", choices=["failover"])
     p_bench.add_argument("--runs", type=int, default=1)

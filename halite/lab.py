@@ -48,7 +48,8 @@ MIRROR_DEBS = [
 ]
 
 #: PyPI packages for hosts (built as wheels on the control machine).
-MIRROR_WHEELS = ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4"]
+MIRROR_WHEELS = ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4",
+                 "flask>=3.1,<3.2", "gunicorn>=23,<24"]
 
 
 def log(msg: str) -> None:
@@ -457,6 +458,20 @@ def status() -> list[dict]:
             "roles": ",".join(spec.get("roles") or []),
         })
     return rows
+
+
+def site_url() -> str:
+    """The web site's address on the edge network (the first app host's)."""
+    data = config.load()
+    topo = data["topology"]
+    apps = config.hosts_with_role(topo, "app")
+    if not apps:
+        raise RuntimeError("no host has the role 'app'")
+    web = data.get("web") or {}
+    net = web.get("listen_network", "edge")
+    addr = topo["hosts"][apps[0]]["addresses"].get(net) or config.cluster_address(topo, apps[0])
+    port = int(web.get("http_port", 80))
+    return f"http://{addr}/" if port == 80 else f"http://{addr}:{port}/"
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
