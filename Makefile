@@ -26,7 +26,10 @@ deps: $(VENV)/.deps-ok
 demo: deps
 	$(HALITE) lab up
 	$(SALT_RUN) state.orchestrate orch.deploy
-	$(HALITE) lab status
+	$(SALT_RUN) state.orchestrate orch.migrate
+	@echo; $(HALITE) lab status
+	@echo; $(HALITE) cluster
+	@echo; echo "The car market: $$($(HALITE) lab url)"
 
 test: deps
 	$(VENV)/bin/pytest -v -rs tests

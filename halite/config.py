@@ -26,7 +26,8 @@ ROLE_STATES: dict[str, list[str]] = {
     "jump": [],
     "db": ["etcd", "postgresql", "patroni", "pgbouncer"],
     "haproxy": ["haproxy"],
-    "app": [],
+    "app": ["web"],
+    "legacy_db": ["legacy"],
 }
 #: Roles that must have at least one host.
 REQUIRED_ROLES = ("jump", "db", "haproxy")
@@ -79,11 +80,12 @@ def topology_path() -> Path:
 def settings_paths() -> list[Path]:
     """Settings files, merged in this order (later wins).
 
-    ``cluster.yaml`` holds halite's defaults, ``secrets.yaml`` the passwords,
-    ``local.yaml`` (not in git) a site's or a test's overrides; ``HALITE_SETTINGS``
-    may name one more file.
+    ``cluster.yaml`` holds halite's defaults, ``web.yaml`` the web project's,
+    ``secrets.yaml`` the passwords, ``local.yaml`` (not in git) a site's or a
+    test's overrides; ``HALITE_SETTINGS`` may name one more file.
     """
-    paths = [PILLAR_DIR / "cluster.yaml", PILLAR_DIR / "secrets.yaml", PILLAR_DIR / "local.yaml"]
+    paths = [PILLAR_DIR / "cluster.yaml", PILLAR_DIR / "web.yaml", PILLAR_DIR / "secrets.yaml",
+             PILLAR_DIR / "local.yaml"]
     extra = os.environ.get("HALITE_SETTINGS")
     if extra:
         paths.append(Path(extra))

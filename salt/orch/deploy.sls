@@ -45,3 +45,24 @@ deploy-haproxy:
     - sls: [haproxy, haproxy.roundtrip]
     - require:
       - salt: deploy-pgbouncer
+
+# The car market's starting point: the standalone (legacy) server and the site
+# on it. orch.migrate then moves it onto the cluster.
+deploy-site-legacy:
+  salt.state:
+    - tgt: {{ (roles.get('legacy_db') or [])|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: legacy
+    - require:
+      - salt: deploy-base
+
+deploy-site-web:
+  salt.state:
+    - tgt: {{ roles.app|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [web, web.check]
+    - require:
+      - salt: deploy-site-legacy
+      - salt: deploy-haproxy
