@@ -1,0 +1,22 @@
+{%- from "map.jinja" import hl with context %}
+{%- from "web/dsn.jinja" import dsn with context %}
+{%- set mv = hl.move %}
+# The move itself (orch.migrate), on the cluster's leader only: it subscribes
+# the leader's PostgreSQL to the legacy server, waits for the copy, freezes
+# the app's writes there, checks that both sides are identical and syncs the
+# sequences (pg_move.move). On any failed check the legacy server is unfrozen
+# and the state fails: the site stays where it is.
+web-move-database-to-cluster:
+  module.run:
+    - pg_move.move:
+      - source_dsn: {{ dsn.move_source|json }}
+      - target_dsn: {{ dsn.move_target|json }}
+      - source_conninfo_for_target: {{ dsn.move_source|json }}
+      - role: {{ hl.users.app.username }}
+      - publication: {{ mv.publication }}
+      - subscription: {{ mv.subscription }}
+      - sync_timeout: {{ mv.sync_timeout }}
+      - catchup_timeout: {{ mv.catchup_timeout }}
+      - runas: {{ hl.users.superuser.username }}
+    - onlyif:
+      - fun: patroni.is_leader
