@@ -49,5 +49,12 @@ bench-failover: deps
 	$(SALT_RUN) state.orchestrate orch.deploy
 	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
 
+# The site on the old server against the site on the cluster, same code, same load.
+bench-web: deps
+	$(HALITE) lab up
+	$(SALT_RUN) state.orchestrate orch.deploy
+	$(SALT_RUN) state.orchestrate orch.migrate
+	$(PY) -m halite.webbench_lab
+
 clean: down
 	rm -rf /var/lib/halite .salt-run

@@ -5,6 +5,8 @@ import socket
 import threading
 import time
 
+import psycopg
+import psycopg.errors
 import pytest
 
 FAST = {"POOL_TIMEOUT": 0.6, "CONNECT_TIMEOUT": 1, "RETRY_AFTER": 7}
@@ -266,3 +268,21 @@ def test_no_500_anywhere(app_factory, db, get_csrf, closed_port, broken):
         resp = client.post(url, data=data)
         assert resp.status_code < 500 or resp.status_code == 503, (url, resp.status_code)
         assert "Traceback" not in resp.get_data(as_text=True)
+
+
+
+@pytest.mark.parametrize("error", [
+    psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery"),
+    psycopg.errors.InternalError_("server conn crashed?"),
+    psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+])
+def test_transient_database_errors_answer_503_not_500(app_factory, error):
+    app = app_factory()
+
+    @app.get("/boom")
+    def boom():
+        raise error
+
+    resp = app.test_client().get("/boom")
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    assert b"Traceback" not in resp.data

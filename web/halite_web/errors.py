@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 SCHEMA_NOT_READY = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
 
 
+#: Errors that say the request itself is wrong: everything else a database
+#: raises while the primary changes (recovery conflicts, sessions cut by a
+#: pooler or a demotion, ...) is transient, answered 503, never 500.
+NOT_TRANSIENT = (psycopg.ProgrammingError, psycopg.DataError, psycopg.IntegrityError, psycopg.NotSupportedError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and not isinstance(exc, NOT_TRANSIENT)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -90,7 +100,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        if isinstance(exc, UNAVAILABLE_ERRORS):
+        if isinstance(exc, UNAVAILABLE_ERRORS) or is_transient(exc):
             return raw_unavailable(exc)
         log.exception("unexpected error on %s %s", request.method, request.path)
         msg = "Something went wrong on our side. It has been logged; please try again."

@@ -29,9 +29,11 @@ import urllib.request
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def report(ok: bool, comment: str) -> int:
-    # Salt reads the last line as key=value words: no "=" inside a value
-    print(f"changed=no comment={shlex.quote(comment.replace('=', ':'))}")
+def report(ok: bool, comment: str, changed: bool = False) -> int:
+    # Salt reads the last line as key=value words: no "=" inside a value.
+    # changed=yes only to report a measurement (the move's downtime), so that
+    # the orchestration's output carries it.
+    print(f"changed={'yes' if changed else 'no'} comment={shlex.quote(comment.replace('=', ':'))}")
     return 0 if ok else 1
 
 
@@ -107,6 +109,7 @@ def cmd_serving(args) -> int:
                 comment += "; no write freeze recorded on the legacy server"
         except Exception as exc:  # noqa: BLE001
             comment += f"; write downtime unknown (legacy server: {exc})"
+        return report(True, comment, changed=True)
     return report(True, comment)
 
 
