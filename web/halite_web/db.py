@@ -167,6 +167,9 @@ class Database:
                         "keepalives_idle": 5,
                         "keepalives_interval": 2,
                         "keepalives_count": 3,
+                        # PgBouncer in transaction mode hands each transaction to
+                        # any server connection: no server-side prepared statements.
+                        "prepare_threshold": None,
                     },
                     reconnect_timeout=self.reconnect_timeout,
                     max_idle=300,
