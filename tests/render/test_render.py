@@ -1,36 +1,14 @@
 """Render every SLS for every host, for the Debian and RedHat families,
 without touching a host (salt-call --local with the grains set in config)."""
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
 
 from halite import config
 
-REPO = Path(__file__).resolve().parents[2]
-SALT_CALL = REPO / ".venv/bin/salt-call"
+from rendering import REPO, salt_call
+
 HOSTS = list(config.load()["topology"]["hosts"])
-
-
-def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm") -> subprocess.CompletedProcess:
-    cfg = tmp / f"{host}-{family}"
-    cfg.mkdir(exist_ok=True)
-    grains = {"os_family": family, "virtual": virtual, "id": host,
-              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": 12 if family == "Debian" else 9}
-    (cfg / "minion").write_text(yaml.safe_dump({
-        "id": host,
-        "file_client": "local",
-        "root_dir": str(cfg / "root"),
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO / "etc/salt/extroot")]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
-        "grains": grains,
-        "log_level_logfile": "quiet",
-    }))
-    return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+import rendering
 from halite import config
 
-REPO = Path(__file__).resolve().parents[2]
-SALT_CALL = REPO / ".venv/bin/salt-call"
-WEB_YAML = REPO / "pillar" / "web.yaml"
+REPO = rendering.REPO
 TO_CLUSTER = json.dumps({"halite": {"web": {"database_target": "cluster"}}})
 
 
 def settings_file(tmp: Path, extra: dict | None = None) -> Path:
-    """A HALITE_SETTINGS file: pillar/web.yaml (until settings_paths lists it) plus ``extra``."""
+    """A HALITE_SETTINGS file: the caller's own (if any) plus ``extra``."""
     own = os.environ.get("HALITE_SETTINGS")
-    wired = WEB_YAML in [p for p in config.settings_paths() if str(p) != own]
-    data = {} if wired else yaml.safe_load(WEB_YAML.read_text())
-    if own and Path(own).exists():
-        data = config.deep_merge(data, yaml.safe_load(Path(own).read_text()) or {})
+    data = yaml.safe_load(Path(own).read_text()) or {} if own and Path(own).exists() else {}
     data = config.deep_merge(data, extra or {})
     path = tmp / f"settings-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -39,22 +35,7 @@ def settings_file(tmp: Path, extra: dict | None = None) -> Path:
 
 
 def salt_call(tmp: Path, host: str, family: str, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
-    cfg = tmp / f"{host}-{family}"
-    cfg.mkdir(exist_ok=True)
-    grains = {"os_family": family, "virtual": "kvm", "id": host,
-              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": 12 if family == "Debian" else 9}
-    (cfg / "minion").write_text(yaml.safe_dump({
-        "id": host,
-        "file_client": "local",
-        "root_dir": str(cfg / "root"),
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO / "etc/salt/extroot")]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
-        "grains": grains,
-        "log_level_logfile": "quiet",
-    }))
-    env = dict(os.environ, HALITE_SETTINGS=str(settings_file(tmp, extra)))
-    return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
+    return rendering.salt_call(tmp, host, family, *args, settings=settings_file(tmp, extra))
 
 
 def show(tmp: Path, host: str, sls: str, *args: str, family: str = "Debian", extra: dict | None = None) -> dict:

@@ -1,0 +1,38 @@
+"""Render states without touching a host: salt-call --local with the host's
+id and grains set in a throwaway minion config."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SALT_CALL = REPO / ".venv/bin/salt-call"
+
+
+def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm",
+              settings: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``salt-call --local --out=json ARGS`` as ``host`` of OS ``family``.
+
+    :param settings: a HALITE_SETTINGS file merged over the pillar, if any.
+    """
+    cfg = tmp / f"{host}-{family}"
+    cfg.mkdir(exist_ok=True)
+    grains = {"os_family": family, "virtual": virtual, "id": host,
+              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": 12 if family == "Debian" else 9}
+    (cfg / "minion").write_text(yaml.safe_dump({
+        "id": host,
+        "file_client": "local",
+        "root_dir": str(cfg / "root"),
+        "file_roots": {"base": [str(REPO / "salt"), str(REPO / "etc/salt/extroot")]},
+        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        "grains": grains,
+        "log_level_logfile": "quiet",
+    }))
+    env = dict(os.environ)
+    if settings is not None:
+        env["HALITE_SETTINGS"] = str(settings)
+    return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
