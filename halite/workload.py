@@ -103,6 +103,16 @@ class _Worker:
     index: int
 
 
+def _close_quietly(conn: "psycopg.Connection | None") -> None:
+    """Close a connection that may already be broken; a failover breaks many."""
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close
+        pass
+
+
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0] if msg else ''}"[:200]
@@ -494,10 +504,7 @@ class Workload:
                     if _ambiguous(e, conn):
                         self._record(self.unknown, Unknown(ident, w, t_sent, now, wall, _short(e)))
                     self._record(self.failures, Failure(w, now, wall, "write", _short(e)))
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
+                    _close_quietly(conn)
                     conn = None
                     self._backoff()
                     continue
@@ -507,11 +514,7 @@ class Workload:
                                             None if server is None else str(server),
                                             _timeline_of(walfile), t_sent))
         finally:
-            if conn is not None:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+            _close_quietly(conn)
 
     def _reader(self, r: int) -> None:
         query = sql.SQL(
@@ -533,10 +536,7 @@ class Workload:
                 except Exception as e:
                     self._record(self.failures, Failure(self.writers + r, time.monotonic(),
                                                         time.time(), "read", _short(e)))
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
+                    _close_quietly(conn)
                     conn = None
                     self._backoff()
                     continue
@@ -546,11 +546,7 @@ class Workload:
                 if self.read_interval_s:
                     self._stop.wait(self.read_interval_s)
         finally:
-            if conn is not None:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+            _close_quietly(conn)
 
     # ---- results -------------------------------------------------------------
     def _to_mono(self, t: float) -> float:
