@@ -3,5 +3,6 @@ include:
   - patroni.install
   - patroni.config
   - patroni.service
+  - patroni.etcd_leader
   - patroni.dynamic
   - patroni.users

@@ -74,3 +74,17 @@ def test_orchestrations_render(tmp, sls):
     assert res.returncode == 0, res.stdout + res.stderr
     steps = json.loads(res.stdout)["local"]
     assert steps and all("salt" in step for step in steps.values()), steps
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_etcd_leader_away_follows_the_pillar_switch(tmp, enabled):
+    cfg = tmp / f"leader-away-{enabled}.yaml"
+    cfg.write_text(f"etcd: {{keep_leader_off_primary: {str(enabled).lower()}}}\n")
+    res = salt_call(tmp, "db-01", "Debian", "state.show_sls", "patroni.etcd_leader", settings=cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    states = json.loads(res.stdout)["local"]
+    timer = states["etcd-leader-away-timer"]["service"]
+    if enabled:
+        assert "running" in timer and "etcd-leader-away-script" in states
+    else:
+        assert "dead" in timer and "etcd-leader-away-files" in states and "etcd-leader-away-script" not in states

@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""Keep etcd's leadership off the host that runs the PostgreSQL primary.
+
+Managed by Salt (halite patroni.etcd_leader). Python standard library only.
+
+Why: etcd runs on the database hosts. When one host carries both the Patroni
+primary and the etcd leader and loses power, two elections happen at once,
+and etcd's new leader extends every lease (Patroni's leader lock included) by
+a full TTL plus an election timeout. Measured in the halite lab: writes came
+back after about 25 s instead of about 22 s. With the etcd leader elsewhere,
+the leader lock simply expires.
+
+What it does, each time it runs: if the local Patroni answers 200 on
+``GET /primary`` and the local etcd member is the etcd leader, it asks etcd to
+hand leadership to another started voting member
+(``POST /v3/maintenance/transfer-leadership``). Otherwise it does nothing.
+
+It runs as Patroni's ``on_role_change`` callback (arguments: action, role,
+scope) and from ``halite-etcd-leader-away.timer``, because etcd can also elect
+the primary's host on its own (after an etcd restart, for example).
+"""
+import json
+import sys
+import urllib.error
+import urllib.request
+
+ETCD = "http://127.0.0.1:{{ etcd_port }}"
+PATRONI = "http://127.0.0.1:{{ patroni_port }}"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def etcd(path, payload=None):
+    req = urllib.request.Request(
+        ETCD + path, data=json.dumps(payload or {}).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    with _OPENER.open(req, timeout=3) as resp:
+        return json.load(resp)
+
+
+def patroni_is_primary():
+    try:
+        with _OPENER.open(urllib.request.Request(PATRONI + "/primary"), timeout=3) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[2] not in ("primary", "master"):
+        return 0  # a callback for a replica: nothing to do
+    if not patroni_is_primary():
+        return 0
+    status = etcd("/v3/maintenance/status")
+    me, leader = status["header"]["member_id"], status.get("leader")
+    if me != leader:
+        return 0
+    members = etcd("/v3/cluster/member/list").get("members") or []
+    others = sorted((m for m in members if m["ID"] != me and m.get("name") and not m.get("isLearner")),
+                    key=lambda m: m["name"])
+    if not others:
+        print("etcd leader is on the primary's host, and there is no other started member to hand it to")
+        return 0
+    target = others[0]
+    etcd("/v3/maintenance/transfer-leadership", {"targetID": target["ID"]})
+    print(f"etcd leadership handed from this host (the PostgreSQL primary) to {target['name']}")
+    return 0
+
+
+def run(argv):
+    """main(), but never failing: Patroni's callback must not fail, and the timer tries again."""
+    try:
+        return main(argv)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"halite-etcd-leader-away: {exc!r}", file=sys.stderr)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv))

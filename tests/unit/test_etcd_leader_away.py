@@ -1,0 +1,95 @@
+"""The host-side script that hands etcd's leadership away from the primary's
+host (salt/patroni/files/halite-etcd-leader-away.py), HTTP mocked at the boundary."""
+import importlib.util
+import urllib.error
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "salt/patroni/files/halite-etcd-leader-away.py"
+ETCD = "http://127.0.0.1:2379"
+PATRONI = "http://127.0.0.1:8008"
+ME, OTHER_A, OTHER_B, LEARNER = "11", "22", "33", "44"
+
+
+@pytest.fixture
+def script(tmp_path, fake_http):
+    text = SCRIPT.read_text().replace("{{ etcd_port }}", "2379").replace("{{ patroni_port }}", "8008")
+    assert "{{" not in text, "a template placeholder the test does not fill"
+    path = tmp_path / "leader_away.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("leader_away", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod._OPENER = fake_http
+    return mod
+
+
+def etcd_routes(http, leader: str):
+    http.route("POST", ETCD + "/v3/maintenance/status",
+               (200, {"header": {"member_id": ME}, "leader": leader}))
+    http.route("POST", ETCD + "/v3/cluster/member/list", (200, {"members": [
+        {"ID": ME, "name": "db-01"},
+        {"ID": OTHER_B, "name": "db-03"},
+        {"ID": LEARNER, "name": "db-00", "isLearner": True},
+        {"ID": "55", "name": ""},  # added, never started
+        {"ID": OTHER_A, "name": "db-02"},
+    ]}))
+    http.route("POST", ETCD + "/v3/maintenance/transfer-leadership", (200, {}))
+
+
+def transfers(http):
+    return [c["body"] for c in http.requests("POST", ETCD + "/v3/maintenance/transfer-leadership")]
+
+
+def test_primary_holding_the_etcd_leadership_hands_it_to_a_started_voter(script, fake_http, capsys):
+    fake_http.route("GET", PATRONI + "/primary", (200, {"role": "primary"}))
+    etcd_routes(fake_http, leader=ME)
+    assert script.run(["x", "on_role_change", "primary", "halite"]) == 0
+    assert transfers(fake_http) == [{"targetID": OTHER_A}]  # db-02: first started voter by name
+    assert "handed from this host" in capsys.readouterr().out
+
+
+def test_timer_run_without_arguments_also_acts(script, fake_http):
+    fake_http.route("GET", PATRONI + "/primary", (200, {}))
+    etcd_routes(fake_http, leader=ME)
+    assert script.run(["x"]) == 0
+    assert transfers(fake_http) == [{"targetID": OTHER_A}]
+
+
+def test_primary_without_the_etcd_leadership_changes_nothing(script, fake_http):
+    fake_http.route("GET", PATRONI + "/primary", (200, {}))
+    etcd_routes(fake_http, leader=OTHER_B)
+    assert script.run(["x"]) == 0
+    assert transfers(fake_http) == []
+
+
+def test_replica_changes_nothing(script, fake_http):
+    fake_http.route("GET", PATRONI + "/primary", (503, {"role": "replica"}))
+    etcd_routes(fake_http, leader=ME)
+    assert script.run(["x"]) == 0
+    assert transfers(fake_http) == []
+    assert not fake_http.requests("POST", ETCD + "/v3/maintenance/status")
+
+
+def test_callback_for_a_replica_role_asks_nobody(script, fake_http):
+    assert script.run(["x", "on_role_change", "replica", "halite"]) == 0
+    assert fake_http.calls == []
+
+
+def test_no_other_started_member_is_said_not_forced(script, fake_http, capsys):
+    fake_http.route("GET", PATRONI + "/primary", (200, {}))
+    fake_http.route("POST", ETCD + "/v3/maintenance/status", (200, {"header": {"member_id": ME}, "leader": ME}))
+    fake_http.route("POST", ETCD + "/v3/cluster/member/list", (200, {"members": [{"ID": ME, "name": "db-01"}]}))
+    assert script.run(["x"]) == 0
+    assert transfers(fake_http) == []
+    assert "no other started member" in capsys.readouterr().out
+
+
+def test_unreachable_etcd_is_reported_and_never_fails_the_callback(script, fake_http, capsys):
+    fake_http.route("GET", PATRONI + "/primary", (200, {}))
+    fake_http.route("POST", ETCD + "/v3/maintenance/status",
+                    urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert script.run(["x", "on_role_change", "primary", "halite"]) == 0
+    assert "Connection refused" in capsys.readouterr().err
