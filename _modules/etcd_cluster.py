@@ -462,3 +462,81 @@ def member_add(peer_url, name=None, learner=False, **connection) -> dict:
         "initial_cluster_state": "existing",
         "reply": reply,
     }
+
+
+def _find(members_: list[dict], name_or_id: str) -> dict:
+    wanted = str(name_or_id)
+    for member in members_:
+        if wanted in (member["name"], member["id"]):
+            return member
+    known = ", ".join(f"{m['name'] or '(unstarted)'}={m['id']}" for m in members_) or "none"
+    raise CommandExecutionError(f"etcd has no member named or numbered {wanted!r}; members: {known}")
+
+
+def member_remove(name, **connection) -> dict:
+    """Remove a member from the cluster (``POST /v3/cluster/member/remove``, HTTP 200).
+
+    Stop the member's etcd first and move its data directory aside before it
+    joins again (``orch.etcd_member`` with ``replace: true`` does all of it).
+    etcd refuses a removal that would leave the cluster without quorum.
+
+    :param name: the member's name, or its id in hexadecimal as :func:`members` shows it.
+    :param connection: host, port, http_timeout (see the module docstring); ask
+        a member that stays.
+    :returns: dict with ``removed`` (True), ``id``, ``name`` and ``members`` (those left).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 etcd_cluster.member_remove db-03
+    """
+    conn = _connection(connection)
+    member = _find(_members(conn), name)
+    reply = _post(conn, "/v3/cluster/member/remove", {"ID": str(int(member["id"], 16))})
+    return {
+        "removed": True,
+        "id": member["id"],
+        "name": member["name"],
+        "members": [_member(m) for m in reply.get("members") or []],
+    }
+
+
+def move_leader(target=None, **connection) -> dict:
+    """Hand etcd's leadership to another member (``POST /v3/maintenance/transfer-leadership``, HTTP 200).
+
+    The request goes to the current leader's client URL, as etcd requires.
+
+    :param target: the new leader's name or hex id; default: the first other
+        started voting member by name.
+    :param connection: host, port, http_timeout (see the module docstring).
+    :returns: dict with ``moved`` (False when ``target`` already leads), ``from`` and ``to`` (names).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 etcd_cluster.move_leader
+        salt-ssh db-01 etcd_cluster.move_leader target=db-02
+    """
+    conn = _connection(connection)
+    found = _members(conn)
+    current = leader(**connection)
+    if current is None:
+        raise CommandExecutionError("etcd has no leader to move: no reachable member knows one")
+    old = _find(found, current)
+    if target is None:
+        others = sorted((m for m in found if m["id"] != old["id"] and m["started"] and not m["is_learner"]),
+                        key=lambda m: m["name"])
+        if not others:
+            raise CommandExecutionError(f"etcd leader {current} has no started voting member to hand over to")
+        new = others[0]
+    else:
+        new = _find(found, target)
+    if new["id"] == old["id"]:
+        return {"moved": False, "from": old["name"], "to": new["name"]}
+    if not old["client_urls"]:
+        raise CommandExecutionError(f"etcd leader {old['name']} advertises no client URL")
+    _post(conn, "/v3/maintenance/transfer-leadership", {"targetID": str(int(new["id"], 16))},
+          base=old["client_urls"][0].rstrip("/"))
+    return {"moved": True, "from": old["name"], "to": new["name"]}

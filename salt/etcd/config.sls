@@ -4,9 +4,17 @@
 {%- for name, spec in topo.hosts.items() if 'db' in spec.get('roles', []) %}
 {%- do members.append(name ~ '=http://' ~ hl.addresses[name] ~ ':' ~ hl.etcd.peer_port) %}
 {%- endfor %}
+{#- etcd reads ETCD_INITIAL_* only while its data directory holds no member.
+    After that, keep the value the file has, so that later runs change nothing. #}
+{%- set cluster_state = hl.etcd.get('initial_cluster_state', 'new') %}
+{%- if salt['file.directory_exists'](hl.etcd.data_dir ~ '/member') and salt['file.file_exists'](hl.paths.etcd_conf) %}
+{%-   set found = salt['file.read'](hl.paths.etcd_conf)|regex_search('ETCD_INITIAL_CLUSTER_STATE="(new|existing)"') %}
+{%-   if found %}{% set cluster_state = found[0] %}{% endif %}
+{%- endif %}
 # Members, peers and token all derive from the topology. A host that joins a
-# running cluster sets halite:etcd:initial_cluster_state to "existing"
-# (orch.etcd_add_member does that after `etcd_cluster.member_add`).
+# running cluster starts with initial cluster state "existing": orch.etcd_member
+# passes halite:etcd:initial_cluster_state=existing to etcd.join, which adds the
+# member through a running peer first.
 include:
   - etcd.install
 
@@ -32,5 +40,6 @@ etcd-config-file:
         etcd: {{ hl.etcd|json }}
         initial_cluster: {{ members|join(',') }}
         token: {{ hl.patroni.scope }}-{{ topo.name }}
+        initial_cluster_state: {{ cluster_state }}
     - require:
       - file: etcd-data-dir

@@ -68,12 +68,62 @@ def test_redhat_paths_for_postgresql_16(tmp, monkeypatch):
     assert datadir == "/var/lib/pgsql/16/halite"
 
 
+#: pillar an orchestration needs to render at all
+ORCH_PILLAR = {"etcd_member": '{"target": "db-03", "replace": true}'}
+
+
 @pytest.mark.parametrize("sls", sorted(p.stem for p in (REPO / "salt/orch").glob("*.sls")))
 def test_orchestrations_render(tmp, sls):
-    res = salt_call(tmp, "control", "Debian", "state.show_sls", f"orch.{sls}")
+    extra = [f"pillar={ORCH_PILLAR[sls]}"] if sls in ORCH_PILLAR else []
+    res = salt_call(tmp, "control", "Debian", "state.show_sls", f"orch.{sls}", *extra)
     assert res.returncode == 0, res.stdout + res.stderr
     steps = json.loads(res.stdout)["local"]
     assert steps and all("salt" in step for step in steps.values()), steps
+
+
+def orch_steps(tmp, sls, pillar):
+    res = salt_call(tmp, "control", "Debian", "state.show_sls", f"orch.{sls}", f"pillar={json.dumps(pillar)}")
+    return res, (json.loads(res.stdout)["local"] if res.returncode == 0 else None)
+
+
+def step_args(step: dict) -> dict:
+    out = {}
+    for item in step["salt"]:
+        if isinstance(item, dict):
+            out.update(item)
+    return out
+
+
+def test_etcd_member_orchestration_order(tmp):
+    res, steps = orch_steps(tmp, "etcd_member", {"target": "db-02", "replace": True})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(steps) == {"etcd-member-base", "etcd-member-reset", "etcd-member-join",
+                             "etcd-member-refresh-db-01", "etcd-member-refresh-db-03"}
+    join = step_args(steps["etcd-member-join"])
+    assert join["tgt"] == "db-02" and join["sls"] == ["etcd.join", "etcd.healthy"]
+    assert join["pillar"] == {"halite": {"etcd": {"initial_cluster_state": "existing"}}}
+    assert join["require"] == [{"salt": "etcd-member-reset"}]
+    assert step_args(steps["etcd-member-reset"])["tgt"] == "db-02"
+    # the other members one at a time, after the join
+    assert step_args(steps["etcd-member-refresh-db-01"])["require"] == [{"salt": "etcd-member-join"}]
+    assert step_args(steps["etcd-member-refresh-db-03"])["require"] == [{"salt": "etcd-member-refresh-db-01"}]
+
+
+def test_etcd_member_orchestration_without_replace_keeps_the_data(tmp):
+    res, steps = orch_steps(tmp, "etcd_member", {"target": "db-03"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "etcd-member-reset" not in steps
+    assert step_args(steps["etcd-member-join"])["require"] == [{"salt": "etcd-member-base"}]
+
+
+@pytest.mark.parametrize("pillar, message", [
+    ({}, "say which host joins"),
+    ({"target": "app-01"}, "app-01 is not an etcd host (the db role) in the topology; etcd hosts: db-01, db-02, db-03"),
+])
+def test_etcd_member_orchestration_refuses_bad_targets(tmp, pillar, message):
+    res, _ = orch_steps(tmp, "etcd_member", pillar)
+    assert res.returncode != 0
+    assert message in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -88,3 +138,40 @@ def test_etcd_leader_away_follows_the_pillar_switch(tmp, enabled):
         assert "running" in timer and "etcd-leader-away-script" in states
     else:
         assert "dead" in timer and "etcd-leader-away-files" in states and "etcd-leader-away-script" not in states
+
+
+def test_etcd_join_asks_the_other_members_and_starts_as_existing(tmp):
+    res = salt_call(tmp, "db-03", "Debian", "state.show_sls", "etcd.join",
+                    'pillar={"halite": {"etcd": {"initial_cluster_state": "existing"}}}')
+    assert res.returncode == 0, res.stdout + res.stderr
+    states = json.loads(res.stdout)["local"]
+    args = step_args({"salt": states["etcd-member-registered"]["etcd_member"]})
+    assert args["peer_url"] == "http://10.77.1.13:2380"
+    assert args["peers"] == ["10.77.1.11", "10.77.1.12"]
+    assert args["require_in"] == [{"file": "etcd-config-file"}]
+    config = step_args({"salt": states["etcd-config-file"]["file"]})
+    assert config["context"]["initial_cluster_state"] == "existing"
+
+
+def test_etcd_join_without_the_orchestration_pillar_stops(tmp):
+    res = salt_call(tmp, "db-03", "Debian", "state.show_sls", "etcd.join")
+    assert res.returncode != 0
+    assert "needs pillar halite:etcd:initial_cluster_state=existing" in res.stdout + res.stderr
+
+
+def test_plain_etcd_run_on_a_fresh_host_bootstraps_a_new_cluster(tmp):
+    res = salt_call(tmp, "db-01", "Debian", "state.show_sls", "etcd.config")
+    assert res.returncode == 0, res.stdout + res.stderr
+    config = step_args({"salt": json.loads(res.stdout)["local"]["etcd-config-file"]["file"]})
+    assert config["context"]["initial_cluster_state"] == "new"
+
+
+def test_etcd_reset_stops_removes_then_moves_the_data_aside(tmp):
+    res = salt_call(tmp, "db-03", "Debian", "state.show_sls", "etcd.reset")
+    assert res.returncode == 0, res.stdout + res.stderr
+    states = json.loads(res.stdout)["local"]
+    removed = step_args({"salt": states["etcd-member-removed"]["etcd_member"]})
+    assert removed["require"] == [{"service": "etcd-stopped-for-replace"}]
+    moved = step_args({"salt": states["etcd-data-moved-aside"]["cmd"]})
+    assert moved["name"].startswith("mv /var/lib/etcd/halite /var/lib/etcd/halite.replaced-")
+    assert moved["require"] == [{"etcd_member": "etcd-member-removed"}]

@@ -235,3 +235,54 @@ def test_bad_json_is_an_error(etcd):
     etcd.route("GET", f"{ETCD}/health", (200, "404 page not found"))
     with pytest.raises(CommandExecutionError, match="/health returned a body that is not JSON"):
         etcd_cluster.health()
+
+
+def test_member_remove_by_name_sends_the_decimal_id(etcd):
+    left = [m for m in MEMBER_LIST["members"] if m["ID"] != ID_3]
+    etcd.route("POST", f"{ETCD}/v3/cluster/member/remove", (200, {"header": HEADER, "members": left}))
+    result = etcd_cluster.member_remove("db-03")
+    assert result["removed"] is True and result["id"] == HEX_3 and result["name"] == "db-03"
+    assert [m["name"] for m in result["members"]] == ["db-01", "db-02"]
+    assert etcd.requests("POST", f"{ETCD}/v3/cluster/member/remove")[0]["body"] == {"ID": ID_3}
+
+
+def test_member_remove_by_hex_id(etcd):
+    etcd.route("POST", f"{ETCD}/v3/cluster/member/remove", (200, {"header": HEADER, "members": []}))
+    assert etcd_cluster.member_remove(HEX_2)["name"] == "db-02"
+
+
+def test_member_remove_unknown_name_lists_the_members(etcd):
+    with pytest.raises(CommandExecutionError, match="no member named or numbered 'db-09'.*db-01="):
+        etcd_cluster.member_remove("db-09")
+    assert not etcd.requests("POST", f"{ETCD}/v3/cluster/member/remove")
+
+
+def leader_is(etcd, leader_id):
+    for member_id, address in ((ID_1, "10.0.0.11"), (ID_2, "10.0.0.12"), (ID_3, "10.0.0.13")):
+        etcd.route("POST", f"http://{address}:2379/v3/maintenance/status", (200, status(member_id, leader_id)))
+
+
+def test_move_leader_asks_the_leader_to_hand_over(etcd):
+    leader_is(etcd, ID_1)
+    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
+    assert etcd_cluster.move_leader(target="db-03") == {"moved": True, "from": "db-01", "to": "db-03"}
+    sent = etcd.requests("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership")
+    assert [c["body"] for c in sent] == [{"targetID": ID_3}]
+
+
+def test_move_leader_default_target_is_the_first_other_member(etcd):
+    leader_is(etcd, ID_1)
+    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
+    assert etcd_cluster.move_leader()["to"] == "db-02"
+
+
+def test_move_leader_to_the_leader_changes_nothing(etcd):
+    leader_is(etcd, ID_2)
+    assert etcd_cluster.move_leader(target="db-02") == {"moved": False, "from": "db-02", "to": "db-02"}
+    assert not [c for c in etcd.calls if c["url"].endswith("transfer-leadership")]
+
+
+def test_move_leader_without_a_leader_is_an_error(etcd):
+    leader_is(etcd, "0")
+    with pytest.raises(CommandExecutionError, match="no leader to move"):
+        etcd_cluster.move_leader()
