@@ -56,6 +56,18 @@ def _ask_peers(peers, conn: dict):
     raise CommandExecutionError("no running etcd member answered: " + "; ".join(failures))
 
 
+def _begin(name, peers, connection: dict):
+    """(ret, conn, peer, members); peer is None and ret says why when no peer answered."""
+    ret = {"name": name, "changes": {}, "result": False, "comment": ""}
+    conn = _connection(connection)
+    try:
+        peer, members = _ask_peers(peers, conn)
+    except CommandExecutionError as exc:
+        ret["comment"] = str(exc)
+        return ret, conn, None, []
+    return ret, conn, peer, members
+
+
 def _describe(member: dict) -> str:
     return f"id {member['id']}, {'started' if member.get('started') else 'not started yet'}"
 
@@ -75,12 +87,8 @@ def present(name, peer_url, peers, data_dir=None, **connection):
         etcd would start as the removed member.
     :param connection: port, http_timeout for the etcd_cluster module.
     """
-    ret = {"name": name, "changes": {}, "result": False, "comment": ""}
-    conn = _connection(connection)
-    try:
-        peer, members = _ask_peers(peers, conn)
-    except CommandExecutionError as exc:
-        ret["comment"] = str(exc)
+    ret, conn, peer, members = _begin(name, peers, connection)
+    if peer is None:
         return ret
     for member in members:
         if peer_url in member["peer_urls"]:
@@ -124,12 +132,8 @@ def absent(name, peers, **connection):
     :param peers: addresses of running members that stay (list or comma-separated).
     :param connection: port, http_timeout for the etcd_cluster module.
     """
-    ret = {"name": name, "changes": {}, "result": False, "comment": ""}
-    conn = _connection(connection)
-    try:
-        peer, members = _ask_peers(peers, conn)
-    except CommandExecutionError as exc:
-        ret["comment"] = str(exc)
+    ret, conn, peer, members = _begin(name, peers, connection)
+    if peer is None:
         return ret
     found = [m for m in members if name in (m["name"], m["id"])]
     if not found:

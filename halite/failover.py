@@ -33,6 +33,16 @@ NEEDS_UNDO = ("full-restart",)
 PROFILE_KEYS = ("ttl", "loop_wait", "retry_timeout", "primary_start_timeout")
 
 # Python run in the app host's network namespace (it may reach Patroni's API).
+_TCP = """
+import json, socket, sys
+down = []
+for name, host, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        down.append(name)
+print(json.dumps(down))
+"""
 _HTTP = r"""
 import base64, json, sys, urllib.request
 method, url, body, user, pw = sys.argv[1:6]
@@ -111,7 +121,23 @@ class Cluster:
         streaming = [m for m in ms if m.get("role") not in ("leader", "master", "primary")
                      and m.get("state") == "streaming"]
         names = {m["name"] for m in ms}
-        return len(leaders) == 1 and len(streaming) == len(self.db_hosts) - 1 and names == set(self.db_hosts)
+        return (len(leaders) == 1 and len(streaming) == len(self.db_hosts) - 1 and names == set(self.db_hosts)
+                and not self.poolers_down())
+
+    def poolers_down(self) -> list[str]:
+        """db hosts whose PgBouncer does not accept a TCP connection on the host's address (seen from HAProxy's host).
+
+        Patroni's REST API, which HAProxy checks, can say "primary" while the
+        pooler in front of it listens only on 127.0.0.1 (seen after a power cycle).
+        """
+        port = int(self.data["pgbouncer"]["port"])
+        targets = json.dumps([[h, self.addr[h], port] for h in self.db_hosts])
+        res = subprocess.run(
+            ["nsenter", "-t", str(lab.leader_pid(self.proxy)), "-n", "python3", "-c", _TCP, targets],
+            capture_output=True, text=True, timeout=15)
+        if res.returncode != 0:
+            return list(self.db_hosts)
+        return json.loads(res.stdout)
 
     def wait_healthy(self, timeout: float) -> float:
         t0 = time.monotonic()
@@ -124,7 +150,9 @@ class Cluster:
             table = ", ".join(f"{m['name']}:{m.get('role')}/{m.get('state')}" for m in self.members())
         except RuntimeError as exc:
             table = str(exc)
-        raise RuntimeError(f"cluster not healthy after {timeout:.0f}s (members: {table})")
+        down = self.poolers_down()
+        poolers = f"; PgBouncer not answering on {', '.join(down)}" if down else ""
+        raise RuntimeError(f"cluster not healthy after {timeout:.0f}s (members: {table}{poolers})")
 
     def sync_standby(self) -> str | None:
         for m in self.members():

@@ -67,3 +67,24 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def db_hosts() -> list[str]:
+    from halite import config
+    return config.hosts_with_role(config.load()["topology"], "db")
+
+
+def patroni_members() -> list[dict]:
+    """patroni.members as the first db host sees them."""
+    first = db_hosts()[0]
+    rc, data = salt_ssh(first, "patroni.members")
+    assert rc == 0, data
+    return data[first]
+
+
+def healthy_cluster():
+    """The leader's name when there is one leader and every other member streams; else False."""
+    ms = patroni_members()
+    leaders = [m for m in ms if m["role"] == "leader"]
+    streaming = [m for m in ms if m["role"] != "leader" and m["state"] == "streaming"]
+    return len(leaders) == 1 and len(streaming) == len(db_hosts()) - 1 and leaders[0]["name"]

@@ -6,7 +6,8 @@ import psycopg
 import pytest
 import yaml
 
-from labkit import BIN, run, salt_ssh, state_summary, wait_for
+from labkit import BIN, healthy_cluster, run, salt_ssh, state_summary, wait_for
+from labkit import patroni_members as members
 from halite import config
 
 pytestmark = pytest.mark.lab
@@ -30,21 +31,8 @@ def write_probe(tag: str) -> str:
         return row[0]
 
 
-def members():
-    rc, data = salt_ssh(DB_HOSTS[0], "patroni.members")
-    assert rc == 0, data
-    return data[DB_HOSTS[0]]
-
-
 def leader_name():
     return [m["name"] for m in members() if m["role"] == "leader"]
-
-
-def healthy_cluster():
-    ms = members()
-    leaders = [m for m in ms if m["role"] == "leader"]
-    streaming = [m for m in ms if m["role"] != "leader" and m["state"] == "streaming"]
-    return len(leaders) == 1 and len(streaming) == len(DB_HOSTS) - 1 and leaders[0]["name"]
 
 
 def test_one_leader_and_two_streaming_replicas(deployed):

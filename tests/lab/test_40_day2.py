@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from halite import config
-from labkit import BIN, run, salt_ssh, wait_for
+from labkit import BIN, healthy_cluster, patroni_members, run, salt_ssh, wait_for
 
 pytestmark = pytest.mark.lab
 DATA = config.load()
@@ -40,19 +40,6 @@ def etcd_members() -> list[dict]:
     rc, data = salt_ssh(DB_HOSTS[0], "etcd_cluster.members")
     assert rc == 0, data
     return data[DB_HOSTS[0]]
-
-
-def patroni_members() -> list[dict]:
-    rc, data = salt_ssh(DB_HOSTS[0], "patroni.members")
-    assert rc == 0, data
-    return data[DB_HOSTS[0]]
-
-
-def healthy_cluster():
-    ms = patroni_members()
-    leaders = [m["name"] for m in ms if m["role"] == "leader"]
-    streaming = [m for m in ms if m["role"] != "leader" and m["state"] == "streaming"]
-    return len(leaders) == 1 and len(streaming) == len(DB_HOSTS) - 1 and leaders[0]
 
 
 def test_etcd_member_replaced_and_joined_again(deployed):
