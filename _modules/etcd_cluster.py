@@ -26,11 +26,8 @@ method, the URL, the HTTP status and etcd's answer.
 """
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -65,87 +62,29 @@ def __virtual__():
 # ---------------------------------------------------------------------------
 
 
-def _pillar(key: str, default):
-    """A setting from Salt's configuration: minion options, grains, then pillar.
-
-    ``config.get`` is used rather than ``pillar.get`` because a function run
-    directly by salt-ssh (``salt-ssh db-01 patroni.switchover``) gets no
-    pillar on the target; halite's roster hands the same keys to the target
-    as minion options (``minion_opts``), and state runs have them in pillar.
-    """
-    value = __salt__["config.get"](key, default)
-    return default if value in (None, "") else value
-
-
 def _connection(kwargs: dict) -> dict:
     """Connection settings: keyword arguments over pillar over defaults."""
-    unknown = sorted(k for k in kwargs if not k.startswith("__") and k not in CONNECTION_KEYS)
-    if unknown:
-        raise SaltInvocationError(
-            f"unknown keyword argument(s) {', '.join(unknown)}; "
-            f"the connection keywords are {', '.join(CONNECTION_KEYS)}"
-        )
+    __utils__["halite_http.check_keywords"](kwargs, CONNECTION_KEYS)
     port = kwargs.get("port")
     if port is None:
-        port = _pillar("halite:etcd:client_port", DEFAULT_PORT)
-    host = kwargs.get("host") or DEFAULT_HOST
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+        port = __utils__["halite_http.setting"](__salt__["config.get"], "halite:etcd:client_port", DEFAULT_PORT)
     return {
-        "url": f"http://{host}:{int(port)}",
+        "url": __utils__["halite_http.base_url"](kwargs.get("host") or DEFAULT_HOST, port),
         "http_timeout": float(kwargs.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
     }
 
 
 def _request(method: str, url: str, conn: dict, payload=None, accept=(200,)):
-    """Send one request to etcd and return the parsed JSON answer.
+    """Send one request to etcd and return the parsed JSON answer (``halite_http.request``).
 
-    :param method: HTTP method.
-    :param url: full URL.
-    :param conn: settings from :func:`_connection` (time-out).
-    :param payload: JSON-serialisable request body, or None.
     :param accept: HTTP statuses whose body is an answer, not an error
         (``GET /health`` answers 503 with a JSON body when unhealthy).
-    :returns: the parsed JSON body.
     :raises CommandExecutionError: on any failure, naming method and URL.
     """
-    headers = {"Accept": "application/json"}
-    data = None
-    if payload is not None:
-        data = json.dumps(payload).encode("utf-8")
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    where = f"etcd {method} {url}"
-    log.debug("%s", where)
-    timeout = conn["http_timeout"]
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        body = _error_body(exc)
-        if exc.code not in accept:
-            raise CommandExecutionError(
-                f"{where} answered HTTP {exc.code} {exc.reason}: {body or '(empty body)'}"
-            ) from None
-        raw = body.encode("utf-8")
-    except urllib.error.URLError as exc:
-        raise CommandExecutionError(f"{where} is unreachable: {exc.reason}; is etcd running and listening there?") from None
-    except TimeoutError:
-        raise CommandExecutionError(f"{where} did not answer within {timeout:g} seconds") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise CommandExecutionError(f"{where} failed: {exc!r}") from None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise CommandExecutionError(f"{where} returned a body that is not JSON ({exc}): {text[:200]!r}") from None
-
-
-def _error_body(exc: urllib.error.HTTPError) -> str:
-    try:
-        return exc.read().decode("utf-8", errors="replace").strip()[:500]
-    except Exception:  # pylint: disable=broad-except
-        return ""
+    return __utils__["halite_http.request"](
+        _OPENER, "etcd", method, url, conn["http_timeout"], payload=payload, accept=accept,
+        unreachable_hint="; is etcd running and listening there?",
+    )
 
 
 def _post(conn: dict, path: str, payload=None, base=None) -> dict:

@@ -30,12 +30,10 @@ method, the URL, the HTTP status and Patroni's answer.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -75,25 +73,13 @@ def __virtual__():
 
 
 def _pillar(key: str, default):
-    """A setting from Salt's configuration: minion options, grains, then pillar.
-
-    ``config.get`` is used rather than ``pillar.get`` because a function run
-    directly by salt-ssh (``salt-ssh db-01 patroni.switchover``) gets no
-    pillar on the target; halite's roster hands the same keys to the target
-    as minion options (``minion_opts``), and state runs have them in pillar.
-    """
-    value = __salt__["config.get"](key, default)
-    return default if value in (None, "") else value
+    """A setting from minion options, grains, then pillar (see ``halite_http.setting``)."""
+    return __utils__["halite_http.setting"](__salt__["config.get"], key, default)
 
 
 def _connection(kwargs: dict) -> dict:
     """Connection settings: keyword arguments over pillar over defaults."""
-    unknown = sorted(k for k in kwargs if not k.startswith("__") and k not in CONNECTION_KEYS)
-    if unknown:
-        raise SaltInvocationError(
-            f"unknown keyword argument(s) {', '.join(unknown)}; "
-            f"the connection keywords are {', '.join(CONNECTION_KEYS)}"
-        )
+    __utils__["halite_http.check_keywords"](kwargs, CONNECTION_KEYS)
 
     def pick(key, default):
         value = kwargs.get(key)
@@ -111,14 +97,11 @@ def _connection(kwargs: dict) -> dict:
 
 
 def _base_url(conn: dict) -> str:
-    host = conn["host"]
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{conn['port']}"
+    return __utils__["halite_http.base_url"](conn["host"], conn["port"])
 
 
 def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expect_json=True):
-    """Send one request to Patroni and return its answer.
+    """Send one request to Patroni and return its answer (``halite_http.request``).
 
     :param method: HTTP method.
     :param url: full URL.
@@ -129,51 +112,16 @@ def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expe
     :returns: the parsed JSON body, or the body text.
     :raises CommandExecutionError: on any failure, naming method and URL.
     """
-    timeout = timeout or conn["http_timeout"]
-    headers = {"Accept": "application/json"}
-    data = None
-    if payload is not None:
-        data = json.dumps(payload).encode("utf-8")
-        headers["Content-Type"] = "application/json"
+    headers = {}
     if method in UNSAFE_METHODS and conn.get("username") and conn.get("password"):
         token = base64.b64encode(f"{conn['username']}:{conn['password']}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    where = f"Patroni REST API {method} {url}"
-    log.debug("%s", where)
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        body = _error_body(exc)
-        hint = ""
-        if exc.code == 401:
-            hint = " (check halite:patroni:restapi:username and password)"
-        raise CommandExecutionError(
-            f"{where} answered HTTP {exc.code} {exc.reason}: {body or '(empty body)'}{hint}"
-        ) from None
-    except urllib.error.URLError as exc:
-        raise CommandExecutionError(
-            f"{where} is unreachable: {exc.reason}; is Patroni running and listening there?"
-        ) from None
-    except TimeoutError:
-        raise CommandExecutionError(f"{where} did not answer within {timeout:g} seconds") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise CommandExecutionError(f"{where} failed: {exc!r}") from None
-    text = raw.decode("utf-8", errors="replace")
-    if not expect_json:
-        return text.strip()
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise CommandExecutionError(f"{where} returned a body that is not JSON ({exc}): {text[:200]!r}") from None
-
-
-def _error_body(exc: urllib.error.HTTPError) -> str:
-    try:
-        return exc.read().decode("utf-8", errors="replace").strip()[:500]
-    except Exception:  # pylint: disable=broad-except
-        return ""
+    return __utils__["halite_http.request"](
+        _OPENER, "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
+        headers=headers, expect_json=expect_json,
+        unreachable_hint="; is Patroni running and listening there?",
+        status_hints={401: " (check halite:patroni:restapi:username and password)"},
+    )
 
 
 def _get(conn: dict, path: str):

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import time
 
-from salt.exceptions import CommandExecutionError
-
 __virtualname__ = "etcd_health"
 
 
@@ -80,30 +78,21 @@ def healthy(name, members=3, timeout=180, interval=2, **connection):
         timeout = 0
 
     conn = _connection(connection)
-    start = time.monotonic()
-    deadline = start + float(timeout)
-    last_seen = "nothing yet"
     last_members = []
-    while True:
-        try:
-            seen = __salt__["etcd_cluster.health"](**conn)
-        except CommandExecutionError as exc:
-            last_seen = str(exc)
-        else:
-            last_members = seen.get("members") or []
-            problems = _problems(seen, members)
-            if not problems:
-                ret["result"] = True
-                ret["comment"] = (
-                    f"{want}: leader {seen['leader']} (after {time.monotonic() - start:.0f}s)"
-                )
-                return ret
-            last_seen = "; ".join(problems)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(float(interval), remaining))
 
+    def look():
+        seen = __salt__["etcd_cluster.health"](**conn)
+        last_members[:] = seen.get("members") or []
+        problems = _problems(seen, members)
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"leader {seen['leader']}"
+
+    done, last_seen, elapsed = __utils__["halite_wait.poll"](look, timeout, interval, time)
+    if done:
+        ret["result"] = True
+        ret["comment"] = f"{want}: {last_seen} (after {elapsed:.0f}s)"
+        return ret
     if dry_run:
         ret["result"] = None
         ret["comment"] = f"Would wait up to {full_timeout}s for {want} (now: {last_seen})"

@@ -75,29 +75,19 @@ def healthy(name, members=3, max_lag=DEFAULT_MAX_LAG, timeout=300, interval=3, *
         timeout = 0
 
     conn = _connection(connection)
-    start = time.monotonic()
-    deadline = start + float(timeout)
-    last_seen = "nothing yet"
-    while True:
-        try:
-            seen = __salt__["patroni.health"](members=members, max_lag=max_lag, **conn)
-        except CommandExecutionError as exc:
-            last_seen = str(exc)
-        else:
-            if seen["healthy"]:
-                ret["result"] = True
-                ret["comment"] = (
-                    f"Patroni shows {want}: leader {seen['leader']}, "
-                    f"{seen['replicas_streaming']} streaming, largest lag {seen['max_lag']} bytes "
-                    f"(after {time.monotonic() - start:.0f}s)"
-                )
-                return ret
-            last_seen = "; ".join(seen["problems"])
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(float(interval), remaining))
 
+    def look():
+        seen = __salt__["patroni.health"](members=members, max_lag=max_lag, **conn)
+        if seen["healthy"]:
+            return True, (f"leader {seen['leader']}, {seen['replicas_streaming']} streaming, "
+                          f"largest lag {seen['max_lag']} bytes")
+        return False, "; ".join(seen["problems"])
+
+    done, last_seen, elapsed = __utils__["halite_wait.poll"](look, timeout, interval, time)
+    if done:
+        ret["result"] = True
+        ret["comment"] = f"Patroni shows {want}: {last_seen} (after {elapsed:.0f}s)"
+        return ret
     if dry_run:
         ret["result"] = None
         ret["comment"] = f"Would wait up to {full_timeout}s for Patroni to show {want} (now: {last_seen})"

@@ -1,6 +1,7 @@
 """Shared helpers for unit tests of our Salt modules and states.
 
-* ``_modules`` and ``_states`` go on ``sys.path`` so tests can ``import patroni``.
+* ``_modules``, ``_states`` and ``_utils`` go on ``sys.path`` so tests can ``import patroni``.
+* ``salt_utils()``: the ``__utils__`` our modules get from Salt's loader.
 * ``fake_http``: a stand-in for the HTTP boundary (an opener's ``open``), which
   answers from canned routes and records every request.
 * ``clock``: a fake ``time`` module whose ``sleep`` advances ``monotonic``,
@@ -17,10 +18,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-for _sub in ("_states", "_modules"):
+for _sub in ("_states", "_modules", "_utils"):
     _path = str(REPO / _sub)
     if _path not in sys.path:
         sys.path.insert(0, _path)
+
+
+def salt_utils() -> dict:
+    """``__utils__`` as Salt's loader gives it to our modules and states."""
+    import halite_http
+    import halite_wait
+
+    utils = {f"halite_http.{name}": getattr(halite_http, name)
+             for name in ("setting", "check_keywords", "base_url", "request")}
+    utils["halite_wait.poll"] = halite_wait.poll
+    return utils
 
 
 class FakeResponse:

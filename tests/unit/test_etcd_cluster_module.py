@@ -5,6 +5,7 @@ import etcd_cluster
 import pytest
 import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+from conftest import salt_utils
 
 PILLAR = {"halite": {"etcd": {"client_port": 22379}}}
 ETCD = "http://127.0.0.1:22379"  # port from PILLAR
@@ -51,7 +52,7 @@ def status(member_id, leader_id):
 def configure_loader_modules():
     # Salt's own config.get: minion options, grains, then pillar.
     return {
-        etcd_cluster: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}},
+        etcd_cluster: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}, "__utils__": salt_utils()},
         salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
     }
 

@@ -4,6 +4,7 @@ from unittest.mock import MagicMock, patch
 import etcd_health
 import pytest
 from salt.exceptions import CommandExecutionError
+from conftest import salt_utils
 
 
 def member(name, member_id, started=True):
@@ -36,7 +37,8 @@ def seen(**over):
 
 @pytest.fixture
 def configure_loader_modules():
-    return {etcd_health: {"__salt__": {"etcd_cluster.health": MagicMock()}, "__opts__": {"test": False}}}
+    return {etcd_health: {"__salt__": {"etcd_cluster.health": MagicMock()}, "__opts__": {"test": False},
+                         "__utils__": salt_utils()}}
 
 
 @pytest.fixture

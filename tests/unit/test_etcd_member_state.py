@@ -6,6 +6,7 @@ import etcd_cluster
 import etcd_member
 import pytest
 import salt.modules.config
+from conftest import salt_utils
 
 ID_1, ID_2, ID_3, NEW = "10276657743932975437", "10501334649042878790", "18249187646912138824", "5765298245428390391"
 P1, P2 = "http://10.0.0.11:2379", "http://10.0.0.12:2379"
@@ -25,7 +26,7 @@ THREE = TWO + [member(ID_3, "db-03", "10.0.0.13")]
 def configure_loader_modules():
     salt_funcs = {name: getattr(etcd_cluster, name) for name in ("members", "member_add", "member_remove")}
     return {
-        etcd_cluster: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}},
+        etcd_cluster: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}, "__utils__": salt_utils()},
         salt.modules.config: {"__pillar__": {}, "__opts__": {}, "__grains__": {}},
         etcd_member: {"__salt__": {f"etcd_cluster.{k}": v for k, v in salt_funcs.items()}, "__opts__": {"test": False}},
     }

@@ -12,6 +12,7 @@ import patroni_cluster
 import pytest
 import salt.modules.config
 from salt.exceptions import CommandExecutionError
+from conftest import salt_utils
 
 API = "http://127.0.0.1:8008"
 PILLAR = {"halite": {"patroni": {"restapi": {"username": "patroni", "password": "s3cret"}}}}
@@ -52,7 +53,7 @@ def healthy_seen(**over):
 def configure_loader_modules():
     return {
         salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
-        patroni: {"__salt__": {"config.get": salt.modules.config.get}},
+        patroni: {"__salt__": {"config.get": salt.modules.config.get}, "__utils__": salt_utils()},
         patroni_cluster: {
             "__salt__": {
                 "patroni.health": MagicMock(),
@@ -62,6 +63,7 @@ def configure_loader_modules():
                 "patroni.pending_restart": patroni.pending_restart,
             },
             "__opts__": {"test": False},
+            "__utils__": salt_utils(),
         },
     }
 

@@ -8,6 +8,7 @@ import patroni
 import pytest
 import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+from conftest import salt_utils
 
 PILLAR = {
     "halite": {
@@ -90,7 +91,7 @@ def led_by(name):
 def configure_loader_modules():
     # Salt's own config.get: minion options, grains, then pillar.
     return {
-        patroni: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}},
+        patroni: {"__salt__": {"config.get": salt.modules.config.get}, "__opts__": {}, "__utils__": salt_utils()},
         salt.modules.config: {"__pillar__": PILLAR, "__opts__": {}, "__grains__": {}},
     }
 
