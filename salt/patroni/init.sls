@@ -2,7 +2,7 @@
 include:
   - patroni.install
   - patroni.config
+  - patroni.etcd_leader  # the callback script exists before Patroni first starts
   - patroni.service
-  - patroni.etcd_leader
   - patroni.dynamic
   - patroni.users
