@@ -74,7 +74,13 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import signal
+
     from halite import failover
+
+    # SIGTERM ends the bench like Ctrl-C: the running fault is undone and the
+    # pillar's timing profile put back (finally blocks in halite.failover).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     scenarios = failover.SCENARIOS if args.scenarios == "all" else args.scenarios.split(",")
     unknown = [s for s in scenarios if s not in failover.SCENARIOS]

@@ -239,8 +239,7 @@ def inject(cluster: Cluster, scenario: str) -> tuple[str, Callable[[], None], fl
     if scenario == "primary-hang":
         return faults.freeze(leader, "host"), lambda: faults.thaw(leader, "host"), ttl + 5
     if scenario == "full-restart":
-        for host in cluster.db_hosts:
-            faults.poweroff(host)
+        faults.poweroff(*cluster.db_hosts)
 
         def undo():
             for h in cluster.db_hosts:
@@ -259,20 +258,24 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
     wl = Workload(cluster.write_dsn, cluster.read_dsn, writers=writers, readers=2, max_seconds=recover_timeout + heal_timeout + 120)
     wl.setup()
     wl.start()
+    pending_undo = None
     try:
         time.sleep(3)
         leader_before = cluster.leader()
         t_fault = wl.mark_fault()
         what, undo, hold = inject(cluster, scenario)
+        pending_undo = undo
         log(f"{scenario} [{profile}]: {what}")
         if scenario in NEEDS_UNDO:  # nothing can serve writes until the hosts are back
             time.sleep(hold)
+            pending_undo = None
             undo()
             back = _wait_writes_back(wl, t_fault, recover_timeout + 180)
         else:
             back = _wait_writes_back(wl, t_fault, recover_timeout)
             if hold:
                 time.sleep(max(0.0, hold - (time.monotonic() - t_fault)))
+            pending_undo = None
             undo()
         log(f"{scenario} [{profile}]: writes back after {back:.1f}s" if back is not None
             else f"{scenario} [{profile}]: writes not back within {recover_timeout:.0f}s")
@@ -287,6 +290,9 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
             time.sleep(0.2)
         time.sleep(2)
     finally:
+        if pending_undo is not None:  # interrupted (Ctrl-C, SIGTERM, an error): never leave the fault behind
+            log(f"{scenario} [{profile}]: interrupted, undoing the fault")
+            pending_undo()
         wl.stop()
     res = wl.analyze(fault_time=t_fault, verify_dsn=cluster.write_dsn)
     run = {

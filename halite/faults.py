@@ -58,21 +58,28 @@ def patroni_kill(host: str) -> str:
     return f"{host}: patroni {pid} killed (SIGKILL); systemd restarts it"
 
 
-def poweroff(host: str) -> str:
-    """A power cut: SIGKILL to the container's init ends every process in it at once."""
+def poweroff(*hosts: str) -> str:
+    """A power cut: SIGKILL to each container's init ends every process in it at once.
+
+    Several hosts lose power together: every init is killed before waiting for any.
+    """
     import os
     import signal
     import time
 
     state = lab.load_state()
-    init = lab.leader_pid(host, state)
-    nspawn = state["hosts"][host]["pid"]
-    os.kill(init, signal.SIGKILL)
+    killed = []
+    for host in hosts:
+        init = lab.leader_pid(host, state)
+        os.kill(init, signal.SIGKILL)
+        killed.append(f"{host}: powered off (init {init} killed)")
     deadline = time.time() + 30
-    while lab.alive(nspawn) and time.time() < deadline:
-        time.sleep(0.1)
-    lab.stop_host(host, state, timeout=5)
-    return f"{host}: powered off (init {init} killed)"
+    for host in hosts:
+        nspawn = state["hosts"][host]["pid"]
+        while lab.alive(nspawn) and time.time() < deadline:
+            time.sleep(0.1)
+        lab.stop_host(host, state, timeout=5)
+    return "; ".join(killed)
 
 
 def poweron(host: str, wait: bool = True) -> str:

@@ -165,8 +165,12 @@ def save_state(state: dict) -> None:
 
 
 def alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs. A child of ours that has exited is reaped first:
+    a zombie still answers ``kill(pid, 0)`` (the failover bench starts the
+    containers it powers on, so their nspawn processes are its children)."""
     if not pid:
         return False
+    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
