@@ -139,11 +139,23 @@ class Cluster:
             return list(self.db_hosts)
         return json.loads(res.stdout)
 
-    def wait_healthy(self, timeout: float) -> float:
+    def wait_healthy(self, timeout: float, stable_s: float = 5.0) -> float:
+        """Seconds until the cluster was healthy and stayed so for ``stable_s`` seconds.
+
+        Stability matters: a former primary coming back from a partition can
+        stream for a moment, then stop for pg_rewind and start again.
+        :returns: the time of the first look of the stable stretch.
+        """
         t0 = time.monotonic()
+        first_ok = None
         while time.monotonic() - t0 < timeout:
+            now = time.monotonic()
             if self.healthy():
-                return time.monotonic() - t0
+                first_ok = now if first_ok is None else first_ok
+                if now - first_ok >= stable_s:
+                    return first_ok - t0
+            else:
+                first_ok = None
             time.sleep(1)
         table = "unavailable"
         try:
@@ -279,8 +291,9 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
             undo()
         log(f"{scenario} [{profile}]: writes back after {back:.1f}s" if back is not None
             else f"{scenario} [{profile}]: writes not back within {recover_timeout:.0f}s")
+        t_wait = time.monotonic()
         heal_wait = cluster.wait_healthy(heal_timeout)
-        heal_s = time.monotonic() - t_fault
+        heal_s = t_wait + heal_wait - t_fault  # healed = the start of the stable stretch
         # The run ends only once writes flow again, so a gap is never cut short.
         flowing_deadline = time.monotonic() + 60
         while time.monotonic() < flowing_deadline:
