@@ -9,7 +9,7 @@ RUNS ?= 3
 DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
         postgresql-15 postgresql-client-15 chromium chromium-driver
 
-.PHONY: deps demo test test-unit down status bench-failover bench-web clean
+.PHONY: deps demo test test-unit down status bench-failover bench-loop-wait bench-web clean
 
 $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Debian packages: $(DEBS)"
@@ -48,6 +48,13 @@ bench-failover: deps
 	$(HALITE) lab up
 	$(SALT_RUN) state.orchestrate orch.deploy
 	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
+
+# Why loop_wait is 3: power loss and PostgreSQL crash under loop_wait 2, 3, 4, in one run.
+bench-loop-wait: deps
+	$(HALITE) lab up
+	$(SALT_RUN) state.orchestrate orch.deploy
+	$(HALITE) bench failover --runs $(RUNS) --scenarios primary-poweroff,postgres-crash \
+	  --profiles halite-loop-wait-2,halite,halite-loop-wait-4 --out bench/results/loop-wait
 
 # The site on the old server against the site on the cluster, same code, same load.
 bench-web: deps

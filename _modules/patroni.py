@@ -429,7 +429,7 @@ def patch_config(patch, **connection) -> dict:
 
     .. code-block:: bash
 
-        salt-ssh db-01 patroni.patch_config '{"loop_wait": 2, "ttl": 20}'
+        salt-ssh db-01 patroni.patch_config '{"loop_wait": 3, "ttl": 20}'
     """
     if isinstance(patch, str):
         try:

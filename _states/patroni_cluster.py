@@ -18,7 +18,7 @@ by default it reads them from pillar (``halite:patroni:restapi:*``).
       patroni_cluster.dynamic_config:
         - config:
             ttl: 20
-            loop_wait: 2
+            loop_wait: 3
             postgresql:
               parameters:
                 max_connections: 200

@@ -198,6 +198,17 @@ def validate_topology(topo: dict) -> None:
         )
 
 
+def _check_timing(where: str, values: dict) -> None:
+    """Patroni's floors, and its rule ``loop_wait + 2 x retry_timeout <= ttl``."""
+    for key, minimum in PATRONI_MINIMUMS.items():
+        if key in values and (not isinstance(values[key], int) or values[key] < minimum):
+            raise ConfigError(f"{where}.{key}", f"is {values[key]!r}; Patroni's minimum is {minimum}")
+    if all(k in values for k in ("ttl", "loop_wait", "retry_timeout")):
+        floor = values["loop_wait"] + 2 * values["retry_timeout"]
+        if values["ttl"] < floor:
+            raise ConfigError(f"{where}.ttl", f"is {values['ttl']}, below loop_wait + 2 x retry_timeout = {floor}")
+
+
 def validate_settings(data: dict) -> None:
     topo = data["topology"]
     pg = data.get("postgresql") or {}
@@ -213,16 +224,12 @@ def validate_settings(data: dict) -> None:
                     )
     patroni = data.get("patroni") or {}
     dcs = patroni.get("dcs") or {}
-    for key, minimum in PATRONI_MINIMUMS.items():
-        if key in dcs and (not isinstance(dcs[key], int) or dcs[key] < minimum):
-            raise ConfigError(f"patroni.dcs.{key}", f"is {dcs[key]!r}; Patroni's minimum is {minimum}")
-    if all(k in dcs for k in ("ttl", "loop_wait", "retry_timeout")):
-        floor = dcs["loop_wait"] + 2 * dcs["retry_timeout"]
-        if dcs["ttl"] < floor:
-            raise ConfigError(
-                "patroni.dcs.ttl",
-                f"is {dcs['ttl']}, below loop_wait + 2 x retry_timeout = {floor}",
-            )
+    _check_timing("patroni.dcs", dcs)
+    # every named profile, not only the chosen one: the bench PATCHes them in turn
+    for name, values in (patroni.get("profiles") or {}).items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"patroni.profiles.{name}", f"is {values!r}; a mapping of timing values was expected")
+        _check_timing(f"patroni.profiles.{name}", values)
     if dcs.get("synchronous_mode"):
         dbs = [h for h, v in topo["hosts"].items() if "db" in (v.get("roles") or [])]
         if len(dbs) < 2:

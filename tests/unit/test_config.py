@@ -88,6 +88,16 @@ def test_ttl_below_loop_wait_plus_two_retry_timeouts(good):
     expect(topo, settings, "patroni.dcs.ttl", "below loop_wait + 2 x retry_timeout = 26")
 
 
+def test_every_profile_is_checked_not_only_the_chosen_one(good):
+    topo, settings = copy.deepcopy(good)
+    settings["patroni"]["profiles"]["too-fast"] = {"ttl": 20, "loop_wait": 8, "retry_timeout": 7}
+    expect(topo, settings, "patroni.profiles.too-fast.ttl", "below loop_wait + 2 x retry_timeout = 22")
+    settings["patroni"]["profiles"]["too-fast"] = {"ttl": 15}
+    expect(topo, settings, "patroni.profiles.too-fast.ttl", "Patroni's minimum is 20")
+    settings["patroni"]["profiles"]["too-fast"] = "fast"
+    expect(topo, settings, "patroni.profiles.too-fast", "a mapping of timing values was expected")
+
+
 @pytest.mark.parametrize("key,value,minimum", [("ttl", 19, 20), ("loop_wait", 0, 1), ("retry_timeout", 2, 3)])
 def test_values_under_patroni_minimums(good, key, value, minimum):
     topo, settings = copy.deepcopy(good)
