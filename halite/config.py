@@ -122,9 +122,14 @@ def load_topology() -> dict:
 def apply_profile(data: dict) -> dict:
     """Merge the chosen timing profile under ``patroni.dcs`` (explicit dcs values win)."""
     patroni = data.get("patroni")
-    if not patroni or not patroni.get("profile"):
+    if not patroni:
         return data
     profiles = patroni.get("profiles") or {}
+    for key, values in profiles.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"patroni.profiles.{key}", f"is {values!r}; a mapping of timing values was expected")
+    if not patroni.get("profile"):
+        return data
     name = patroni["profile"]
     if name not in profiles:
         raise ConfigError("patroni.profile", f"unknown profile {name!r}; known: {', '.join(profiles) or 'none'}")
@@ -227,8 +232,6 @@ def validate_settings(data: dict) -> None:
     _check_timing("patroni.dcs", dcs)
     # every named profile, not only the chosen one: the bench PATCHes them in turn
     for name, values in (patroni.get("profiles") or {}).items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"patroni.profiles.{name}", f"is {values!r}; a mapping of timing values was expected")
         _check_timing(f"patroni.profiles.{name}", values)
     if dcs.get("synchronous_mode"):
         dbs = [h for h, v in topo["hosts"].items() if "db" in (v.get("roles") or [])]

@@ -96,6 +96,9 @@ def test_every_profile_is_checked_not_only_the_chosen_one(good):
     expect(topo, settings, "patroni.profiles.too-fast.ttl", "Patroni's minimum is 20")
     settings["patroni"]["profiles"]["too-fast"] = "fast"
     expect(topo, settings, "patroni.profiles.too-fast", "a mapping of timing values was expected")
+    del settings["patroni"]["profiles"]["too-fast"]
+    settings["patroni"]["profiles"]["halite"] = "fast"  # the chosen one: a clear error, not a TypeError
+    expect(topo, settings, "patroni.profiles.halite", "a mapping of timing values was expected")
 
 
 @pytest.mark.parametrize("key,value,minimum", [("ttl", 19, 20), ("loop_wait", 0, 1), ("retry_timeout", 2, 3)])
