@@ -21,7 +21,10 @@ $(VENV)/.deps-ok: pyproject.toml
 	@$(PY) -c 'import salt, flask, psycopg, matplotlib, saltfactories' 
 	@touch $@
 
+# salt-run writes job files under .salt-run/cache/proc but does not create it
+# (salt-ssh does): make it, so `make demo` works as the first Salt command.
 deps: $(VENV)/.deps-ok
+	@mkdir -p .salt-run/cache/proc
 
 demo: deps
 	$(HALITE) lab up
