@@ -16,6 +16,10 @@ from labkit import BIN, run  # noqa: E402
 
 @pytest.fixture(scope="session")
 def lab():
+    # Start from new hosts: a lab left up by `make demo` has already moved the
+    # site onto the cluster, and the migration tests need it on the old server.
+    res = run([BIN / "halite", "lab", "down"], timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     res = run([BIN / "halite", "lab", "up"], timeout=1800)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     yield
