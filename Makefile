@@ -18,12 +18,21 @@ $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Python virtualenv $(VENV) (salt 3008.4, pytest-salt-factories, psycopg 3)"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -c 'import salt, flask, psycopg, matplotlib, saltfactories' 
+	@$(PY) -c 'import salt, pydantic, yaml, flask, psycopg, matplotlib, saltfactories' 
 	@touch $@
+
+# nginx unpacked under .venv/nginx (not installed: no service started on this
+# machine) for the render test that runs `nginx -t` on the site's config.
+$(VENV)/nginx/usr/sbin/nginx: | $(VENV)/.deps-ok
+	@echo "==> nginx (unpacked under $(VENV)/nginx for nginx -t)"
+	@rm -rf $(VENV)/nginx-debs && mkdir -p $(VENV)/nginx-debs
+	@cd $(VENV)/nginx-debs && apt-get download -qq nginx nginx-common 2>/dev/null
+	@for deb in $(VENV)/nginx-debs/*.deb; do dpkg -x $$deb $(VENV)/nginx; done
+	@test -x $@
 
 # salt-run writes job files under .salt-run/cache/proc but does not create it
 # (salt-ssh does): make it, so `make demo` works as the first Salt command.
-deps: $(VENV)/.deps-ok
+deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx
 	@mkdir -p .salt-run/cache/proc
 
 demo: deps

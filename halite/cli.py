@@ -1,6 +1,11 @@
-"""``halite``: the lab and the benchmarks from the command line.
+"""``halite``: the configuration, the lab and the benchmarks from the command line.
 
 Examples::
+
+    halite config check      # every problem of the topology and settings; exit 1 if any
+    halite config check --topology site.yaml --settings site-settings.yaml
+    halite config show db-01 # what db-01 receives (its pillar), secrets masked
+    halite config example    # every setting with its default (pillar.example)
 
     halite lab up            # build (cached) and boot the five lab hosts
     halite lab status        # host, running or not, addresses, roles
@@ -62,6 +67,37 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from halite import example
+
+    if args.action == "example":
+        sys.stdout.write(example.render())
+        return 0
+    topo = Path(args.topology) if args.topology else None
+    settings = [Path(p) for p in args.settings] if args.settings is not None else None
+    if args.action == "check":
+        problems = config.check(topo, settings)
+        files = [str(topo or config.topology_path())] + [str(p) for p in (settings or config.settings_paths())]
+        if problems:
+            print(f"halite: {len(problems)} problem(s) in {', '.join(files)}:", file=sys.stderr)
+            for key, msg in problems:
+                print(f"  {key}: {msg}", file=sys.stderr)
+            return 1
+        data = config.load(topology_file=topo, settings_files=settings)
+        print(f"halite: configuration OK ({len(data['topology']['hosts'])} hosts; {', '.join(files)})")
+        return 0
+    if not args.host:
+        print("usage: halite config show HOST", file=sys.stderr)
+        return 2
+    data = config.load(topology_file=topo, settings_files=settings)
+    sys.stdout.write(yaml.safe_dump(config.show(args.host, data), sort_keys=False, allow_unicode=True))
+    return 0
+
+
 def _cluster(args: argparse.Namespace) -> int:
     from halite import failover
 
@@ -108,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p_lab.add_argument("hosts", nargs=argparse.REMAINDER, help="hosts (up), or HOST [CMD...] (ssh)")
     p_lab.add_argument("--json", action="store_true", help="status as JSON")
     p_lab.set_defaults(func=_lab)
+    p_config = sub.add_parser("config", help="check the topology and settings; show a host's view")
+    p_config.add_argument("action", choices=["check", "show", "example"])
+    p_config.add_argument("host", nargs="?", help="show: the host (or control)")
+    p_config.add_argument("--topology", help="a topology file (default pillar/topology.yaml or HALITE_TOPOLOGY)")
+    p_config.add_argument("--settings", nargs="*", help="settings files, merged in order (default: pillar's)")
+    p_config.set_defaults(func=_config)
     p_cluster = sub.add_parser("cluster", help="the lab's Patroni cluster: member, host, role, state, timeline, lag")
     p_cluster.set_defaults(func=_cluster)
     p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
@@ -121,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except config.ConfigError as exc:
-        print(f"halite: configuration error: {exc}", file=sys.stderr)
+        print(f"halite: configuration error ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for key, msg in exc.problems:
+            print(f"  {key}: {msg}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         print(f"halite: {exc}", file=sys.stderr)

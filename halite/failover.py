@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from halite import config, faults, lab
+from halite.model import PROFILE_KEYS
 from halite.workload import Workload
 
 SCENARIOS = [
@@ -30,7 +31,6 @@ SCENARIOS = [
 ]
 #: Scenarios whose fault must be undone before anything can serve writes again.
 NEEDS_UNDO = ("full-restart",)
-PROFILE_KEYS = ("ttl", "loop_wait", "retry_timeout", "primary_start_timeout")
 
 # Python run in the app host's network namespace (it may reach Patroni's API).
 _TCP = """

@@ -21,11 +21,15 @@ def _minion_opts(data: dict | None) -> dict:
 
 def roster(topo: dict | None = None, key: str = KEY, known_hosts: str = KNOWN_HOSTS, data: dict | None = None) -> dict:
     if topo is None:
-        topo = config.load_topology()
         try:
             data = config.load()
-        except config.ConfigError:
-            data = None  # the pillar reports the problem, naming the key
+            topo = data["topology"]
+        except config.ConfigError as exc:
+            # a bad topology stops here; a bad setting is reported by the pillar,
+            # on every host, before any state runs (so the hosts must be known)
+            if any(key.startswith("topology") for key, _ in exc.problems):
+                raise
+            topo, data = config.raw()["topology"], None
     minion_opts = _minion_opts(data)
     jump = config.hosts_with_role(topo, "jump")[0]
     jump_addr = topo["hosts"][jump]["addresses"].get("edge") or config.cluster_address(topo, jump)

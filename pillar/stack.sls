@@ -1,7 +1,9 @@
 #!py
-"""The pillar: topology.yaml + cluster.yaml + secrets.yaml (+ local.yaml), merged
-and validated by halite.config. A bad value fails the pillar render, so salt-ssh
-and salt-run stop before any host is changed, naming the key and the problem."""
+"""The pillar: topology.yaml + lab.yaml + secrets.yaml (+ local.yaml), merged and
+checked by halite.config (the model in halite/model.py); each host receives its
+own view (halite/view.py) with only the secrets its roles need. A bad value
+fails the pillar render, so salt-ssh and salt-run stop before any host is
+changed, with one line per problem naming the key, the value and what is allowed."""
 
 
 def run():
@@ -12,4 +14,4 @@ def run():
     except ConfigError as exc:
         # Salt reports "_errors" as the pillar's render errors: every run stops
         # with this one message, before any state runs on any host.
-        return {"_errors": [f"halite configuration error: {exc}"]}
+        return {"_errors": [f"halite configuration error: {key}: {msg}" for key, msg in exc.problems]}

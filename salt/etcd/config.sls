@@ -1,9 +1,4 @@
 {%- from "map.jinja" import hl with context %}
-{%- set topo = hl.topology %}
-{%- set members = [] %}
-{%- for name, spec in topo.hosts.items() if 'db' in spec.get('roles', []) %}
-{%- do members.append(name ~ '=http://' ~ hl.addresses[name] ~ ':' ~ hl.etcd.peer_port) %}
-{%- endfor %}
 {#- etcd reads ETCD_INITIAL_* only while its data directory holds no member.
     After that, keep the value the file has, so that later runs change nothing. #}
 {%- set cluster_state = hl.etcd.get('initial_cluster_state', 'new') %}
@@ -38,8 +33,8 @@ etcd-config-file:
         name: {{ hl.host.name }}
         address: {{ hl.host.address }}
         etcd: {{ hl.etcd|json }}
-        initial_cluster: {{ members|join(',') }}
-        token: {{ hl.patroni.scope }}-{{ topo.name }}
+        initial_cluster: {{ hl.host.etcd.initial_cluster }}
+        token: {{ hl.host.etcd.token }}
         initial_cluster_state: {{ cluster_state }}
     - require:
       - file: etcd-data-dir

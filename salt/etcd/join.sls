@@ -1,6 +1,5 @@
 {%- from "map.jinja" import hl with context %}
-{%- set peers = [] %}
-{%- for name in hl.roles.db if name != hl.host.name %}{% do peers.append(hl.addresses[name]) %}{% endfor %}
+{%- set peers = hl.host.etcd.peers %}
 # Join a running etcd cluster: a running peer adds this host as a member, then
 # etcd starts with initial cluster state "existing". Run by orch.etcd_member,
 # which passes halite:etcd:initial_cluster_state=existing.
@@ -13,7 +12,7 @@ include:
 etcd-member-registered:
   etcd_member.present:
     - name: {{ hl.host.name }}
-    - peer_url: http://{{ hl.host.address }}:{{ hl.etcd.peer_port }}
+    - peer_url: {{ hl.host.etcd.peer_url }}
     - peers: {{ peers|json }}
     - data_dir: {{ hl.etcd.data_dir }}
     - port: {{ hl.etcd.client_port }}

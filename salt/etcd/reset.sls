@@ -1,6 +1,5 @@
 {%- from "map.jinja" import hl with context %}
-{%- set peers = [] %}
-{%- for name in hl.roles.db if name != hl.host.name %}{% do peers.append(hl.addresses[name]) %}{% endfor %}
+{%- set peers = hl.host.etcd.peers %}
 # Take this host's etcd member out of the cluster so that it can join again as a
 # new member (orch.etcd_member with replace: true): stop etcd, remove the member
 # through a running peer, move the data directory aside (kept, never deleted).

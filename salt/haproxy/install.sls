@@ -4,6 +4,6 @@ include:
 
 haproxy-packages:
   pkg.installed:
-    - pkgs: {{ (hl.pkgs.haproxy + hl.pkgs.pg_client|map('replace', '{v}', hl.pgv)|list)|json }}
+    - pkgs: {{ (hl.pkgs.haproxy + hl.pkgs.pg_client)|json }}
     - require:
       - sls: base.packages

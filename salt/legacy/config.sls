@@ -1,8 +1,6 @@
 {%- from "map.jinja" import hl with context %}
 {%- from "legacy/settings.jinja" import lg with context %}
-{%- set confdir = '/etc/postgresql/' ~ hl.pgv ~ '/' ~ lg.cluster %}
-{%- set movers = [] %}
-{%- for name in hl.roles.db %}{% do movers.append(hl.addresses[name]) %}{% endfor %}
+{%- set confdir = hl.paths.legacy_conf_dir %}
 # The cluster (pg_createcluster, once), its settings in conf.d and its pg_hba:
 # scram-sha-256 only; the app from this host, the move's user from db hosts.
 include:
@@ -11,7 +9,7 @@ include:
 legacy-cluster-created:
   cmd.run:
     - name: >-
-        pg_createcluster --port {{ lg.port }} --encoding UTF8 --locale C.UTF-8 {{ hl.pgv }} {{ lg.cluster }}
+        pg_createcluster --port {{ lg.port }} --encoding UTF8 --locale C.UTF-8 {{ hl.postgresql.version }} {{ lg.cluster }}
         -- --auth-local=peer --auth-host=scram-sha-256 --data-checksums
     - creates: {{ confdir }}/postgresql.conf
     - require:
@@ -53,6 +51,6 @@ legacy-hba-file:
         database: {{ hl.users.app.database }}
         app: {{ hl.users.app.username }}
         mover: {{ hl.users.legacy_move.username }}
-        movers: {{ movers|json }}
+        movers: {{ hl.host.legacy_hba_sources|json }}
     - require:
       - cmd: legacy-cluster-created

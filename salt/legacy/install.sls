@@ -19,7 +19,7 @@ legacy-no-main-cluster:
 
 legacy-packages:
   pkg.installed:
-    - pkgs: {{ hl.pkgs.postgresql|map('replace', '{v}', hl.pgv)|list|json }}
+    - pkgs: {{ hl.pkgs.postgresql|json }}
     - require:
       - sls: base.packages
 {%- else %}

@@ -1,6 +1,6 @@
 {%- from "map.jinja" import hl with context %}
 {%- from "legacy/settings.jinja" import lg with context %}
-{%- set unit = 'postgresql@' ~ hl.pgv ~ '-' ~ lg.cluster %}
+{%- set unit = hl.services.legacy %}
 # Restarted when its settings change (listen_addresses and wal_level need it),
 # reloaded when only pg_hba.conf does.
 include:

@@ -13,7 +13,7 @@ patroni-config-dir:
 
 patroni-data-dir:
   file.directory:
-    - name: {{ hl.paths.pg_datadir|replace('{v}', hl.pgv) }}
+    - name: {{ hl.paths.pg_datadir }}
     - user: postgres
     - group: postgres
     - mode: "0700"

@@ -18,13 +18,13 @@ postgresql-no-default-cluster:
 
 postgresql-packages:
   pkg.installed:
-    - pkgs: {{ hl.pkgs.postgresql|map('replace', '{v}', hl.pgv)|list|json }}
+    - pkgs: {{ hl.pkgs.postgresql|json }}
     - require:
       - sls: base.packages
 
 postgresql-distro-service-disabled:
   service.dead:
-    - name: {{ hl.services.postgresql_distro|replace('{v}', hl.pgv) }}
+    - name: {{ hl.services.postgresql_distro }}
     - enable: False
     - require:
       - pkg: postgresql-packages

@@ -32,6 +32,13 @@ def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm
         "log_level_logfile": "quiet",
     }))
     env = dict(os.environ)
+    if family in ("RedHat",) and "HALITE_TOPOLOGY" not in env:
+        # the topology says which family each host runs: a RedHat render needs a RedHat topology
+        topo = yaml.safe_load((REPO / "pillar/topology.yaml").read_text())
+        for spec in topo["hosts"].values():
+            spec["os_family"] = family
+        (cfg / "topology.yaml").write_text(yaml.safe_dump(topo))
+        env["HALITE_TOPOLOGY"] = str(cfg / "topology.yaml")
     if settings is not None:
         env["HALITE_SETTINGS"] = str(settings)
     return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],

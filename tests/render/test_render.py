@@ -50,7 +50,7 @@ def test_container_hosts_leave_chrony_to_the_host_clock(tmp):
 def test_unknown_os_family_stops_rendering(tmp):
     res = salt_call(tmp, "db-01", "Solaris", "state.show_sls", "base")
     assert res.returncode != 0
-    assert "unknown OS family Solaris" in res.stdout + res.stderr
+    assert "runs the OS family Solaris, but the topology says Debian; known: Debian, RedHat" in res.stdout + res.stderr
 
 
 def test_redhat_paths_for_postgresql_16(tmp, monkeypatch):

@@ -1,0 +1,103 @@
+"""``pillar.example``, generated from the model: every key, its default and
+its meaning, so the example cannot drift from what halite really does.
+
+``halite config example > pillar.example`` writes it; a unit test compares
+the committed file with this output.
+"""
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from halite import model
+
+HEADER = """\
+# Every setting halite reads, with halite's defaults (generated from
+# halite/model.py by `halite config example`; do not edit by hand).
+# Put yours in pillar/local.yaml (ignored by git) or in a file named by
+# HALITE_SETTINGS; they are merged over pillar/lab.yaml and pillar/secrets.yaml
+# and checked (`halite config check`) before any run. Hosts, roles and
+# addresses live in the topology file (pillar/topology.yaml). Keys marked
+# "required" have no default: secrets, which each host receives only when
+# its roles need them (`halite config show HOST`).
+"""
+
+#: Placeholder values that let the model fill in its defaults around the required keys.
+_REQUIRED_PLACEHOLDERS = {
+    "patroni": {"restapi": {"password": "x"}},
+    "web": {"secret_key": "x"},
+    "users": {k: {"username": k, "password": "x", **({"database": "db"} if k == "app" else {})}
+              for k in model.Users.model_fields},
+}
+
+
+def defaults() -> dict:
+    """The model's defaults as plain data (required secrets left out)."""
+    from halite import config
+
+    topo = config.read_yaml(config.PILLAR_DIR / "topology.yaml")
+    data = model.Settings.model_validate({"topology": topo, **_REQUIRED_PLACEHOLDERS}).model_dump(
+        by_alias=True, mode="json")
+    data.pop("topology")
+    data.pop("users")
+    data["patroni"]["restapi"].pop("password")
+    data["web"].pop("secret_key")
+    return data
+
+
+def _flow(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip().removesuffix("...").strip()
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    tp = model._unwrap(annotation)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _emit(cls: type[BaseModel], values: dict | None, indent: int, out: list[str]) -> None:
+    """Print the fields of ``cls`` with their values (``None``: no defaults, required)."""
+    pad = " " * indent
+    for name, field in cls.model_fields.items():
+        key = field.alias or name
+        if cls is model.Settings and key == "topology":
+            continue
+        sub = _model_of(field.annotation)
+        desc = field.description or ""
+        if indent == 0:
+            out.append("")
+        if values is None or key not in values:
+            if cls is model.Users:
+                extra = ", database: ..." if key == "app" else ""
+                out.append(f"{pad}# {key}: {{username: ..., password: ...{extra}}}  (required)")
+            elif sub is not None:
+                out.append(f"{pad}{key}:" + (f"  # {desc}" if desc else ""))
+                _emit(sub, None, indent + 2, out)
+            else:
+                out.append(f"{pad}# {key}: ...  ({'; '.join(x for x in (desc, 'required') if x)})")
+            continue
+        value = values[key]
+        if sub is not None and isinstance(value, dict) and typing.get_origin(model._unwrap(field.annotation)) is None:
+            out.append(f"{pad}{key}:" + (f"  # {desc}" if desc else ""))
+            _emit(sub, value, indent + 2, out)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out.extend([f"{pad}# {desc}"] if desc else [])
+            out.append(f"{pad}{key}:")
+            out.extend(f"{pad}  - {_flow(v)}" for v in value)
+        elif isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+            out.extend([f"{pad}# {desc}"] if desc else [])
+            out.append(f"{pad}{key}:")
+            out.extend(f"{pad}  {k}: {_flow(v)}" for k, v in value.items())
+        else:
+            out.append(f"{pad}{key}: {_flow(value)}" + (f"  # {desc}" if desc else ""))
+
+
+def render() -> str:
+    """The text of ``pillar.example``."""
+    out: list[str] = [HEADER.rstrip("\n")]
+    values = defaults()
+    values["users"] = None
+    _emit(model.Settings, {k: v for k, v in values.items() if v is not None}, 0, out)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,882 @@
+"""halite's configuration as one typed model (pydantic 2).
+
+Every key a user may set is declared here once, with its type, its range or
+its allowed values, its default and a one-line description (``pillar.example``
+is generated from these). Unknown keys are refused, with the nearest known key
+suggested. Rules that join several keys (ports of one host, etcd timing,
+Patroni's timing floors, roles named by firewall services, ...) run after the
+types are right, in :func:`cross_checks`. :func:`validate` turns every problem
+into one line naming the key, the value and what is allowed, and never lets a
+traceback through.
+
+Example::
+
+    from halite import model
+    cfg = model.validate(raw_dict)          # raises model.ConfigError
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator)
+
+# --------------------------------------------------------------------------
+# errors
+
+
+class ConfigError(ValueError):
+    """A topology or settings that cannot be deployed.
+
+    ``problems`` lists ``(key, message)`` pairs, all found in one pass; ``key``
+    and ``problem`` are the first one's (for callers that show one line).
+    """
+
+    def __init__(self, key: str | list[tuple[str, str]], problem: str | None = None):
+        if isinstance(key, list):
+            self.problems = key
+        else:
+            self.problems = [(key, problem or "")]
+        self.key, self.problem = self.problems[0]
+        super().__init__("\n".join(f"{k}: {p}" for k, p in self.problems))
+
+
+# --------------------------------------------------------------------------
+# value types
+
+#: Operating-system families the states know how to lay down.
+OS_FAMILIES = ("Debian", "RedHat")
+#: Roles a host may hold.
+ROLES = ("jump", "db", "haproxy", "app", "legacy_db")
+#: PostgreSQL major versions halite knows the paths of.
+PG_VERSIONS = (13, 14, 15, 16, 17, 18)
+#: Patroni's own lower bounds for its timing settings.
+PATRONI_MINIMUMS = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SIZE = re.compile(r"^[0-9]+(B|kB|MB|GB|TB)?$")
+_DURATION = re.compile(r"^[0-9]+(us|ms|s|m|h|d)?$")
+_IFACE = re.compile(r"^[A-Za-z0-9_-]{1,15}$")
+
+
+def _host_name(v: str) -> str:
+    if not _DNS_LABEL.match(v):
+        raise ValueError(f"is {v!r}; a host name is a DNS label: lower-case letters, digits and '-', "
+                         "1-63 characters, not starting or ending with '-'")
+    return v
+
+
+def _dns_name(v: str) -> str:
+    labels = v.rstrip(".").split(".")
+    if len(v) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ValueError(f"is {v!r}; a DNS name is dot-separated labels of lower-case letters, digits and '-'")
+    return v
+
+
+def _pg_ident(v: str) -> str:
+    if not _PG_IDENT.match(v):
+        raise ValueError(f"is {v!r}; a PostgreSQL name here is lower-case letters, digits and '_', "
+                         "starting with a letter or '_', at most 63 characters")
+    return v
+
+
+def _name(v: str) -> str:
+    if not _NAME.match(v):
+        raise ValueError(f"is {v!r}; a name is letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return v
+
+
+def _secret(v: str) -> str:
+    if v == "":
+        raise ValueError("is empty; a password or key must not be empty")
+    bad = sorted({f"U+{ord(c):04X}" for c in v if not c.isprintable()})
+    if bad:
+        raise ValueError(f"contains control or unprintable characters ({', '.join(bad)}); "
+                         "any printable character is allowed")
+    return v
+
+
+def _abs_path(v: str) -> str:
+    if not v.startswith("/") or any(not c.isprintable() or c.isspace() for c in v):
+        raise ValueError(f"is {v!r}; an absolute path without spaces is expected")
+    return v
+
+
+def _size(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"is {_describe(v)}; a size is a number of bytes or a string such as 1MB")
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError(f"is {v}; a size cannot be negative")
+        return v
+    if not _SIZE.match(v):
+        raise ValueError(f"is {v!r}; a size is a number with an optional unit B, kB, MB, GB or TB (e.g. 1MB)")
+    return v
+
+
+def _duration(v: str) -> str:
+    if not _DURATION.match(v):
+        raise ValueError(f"is {v!r}; a duration is a number with a unit us, ms, s, m, h or d (e.g. 500ms)")
+    return v
+
+
+def _iface(v: str) -> str:
+    if not _IFACE.match(v):
+        raise ValueError(f"is {v!r}; an interface name is 1-15 letters, digits, '_' or '-'")
+    return v
+
+
+def _ipv4_network(v: str) -> str:
+    try:
+        net = ipaddress.ip_network(v, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"is {v!r}; not a network in CIDR form ({exc})") from None
+    if net.version == 6:
+        raise ValueError(f"is {v!r}; IPv6 is not supported yet: halite deploys on IPv4 networks only")
+    return str(net)
+
+
+def _ipv4_address(v: str) -> str:
+    try:
+        ip = ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(f"is {v!r}; an IPv4 address such as 10.0.0.1 is expected") from None
+    if ip.version == 6:
+        raise ValueError(f"is {v!r}; IPv6 is not supported yet: halite deploys on IPv4 addresses only")
+    return str(ip)
+
+
+def _bind(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if ":" in host or "[" in host:
+        raise ValueError(f"is {v!r}; IPv6 is not supported yet: ADDRESS:PORT with an IPv4 address is expected "
+                         "(e.g. 127.0.0.1:8000)")
+    try:
+        _ipv4_address(host)
+    except ValueError:
+        host = ""
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"is {v!r}; ADDRESS:PORT with an IPv4 address and a port 1-65535 is expected "
+                         "(e.g. 127.0.0.1:8000)")
+    return v
+
+
+_PIP_VERSION = re.compile(r"^[0-9][0-9A-Za-z.*+!]*$")
+_PIP_SOURCE = re.compile(r"^(/|https?://|file:)[A-Za-z0-9/:._~%+@=-]*$")
+
+
+def _pip_version(v: str) -> str:
+    if not _PIP_VERSION.match(v):
+        raise ValueError(f"is {v!r}; a version for ==, such as 4.1.* or 4.1.2 (digits, letters, '.', '*', '+', '!')")
+    return v
+
+
+def _pip_source(v: str) -> str:
+    if not _PIP_SOURCE.match(v):
+        raise ValueError(f"is {v!r}; an absolute path or an http(s)/file URL without spaces, quotes or "
+                         "shell characters is expected")
+    return v
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, str):
+        return _printable(v)
+    if not isinstance(v, (bool, int, float)):
+        raise ValueError(f"is {_describe(v)}; a single value (string, number or boolean) is expected")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"is {v}; a finite number is expected")
+    return v
+
+
+def _printable(v: str) -> str:
+    if any(not c.isprintable() for c in v):
+        raise ValueError(f"is {v!r}; control characters are not allowed")
+    return v
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveInt = Annotated[int, Field(ge=1)]
+HostName = Annotated[str, AfterValidator(_host_name)]
+PgIdent = Annotated[str, AfterValidator(_pg_ident)]
+Name = Annotated[str, AfterValidator(_name)]
+Secret = Annotated[str, AfterValidator(_secret)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Size = Annotated[Any, AfterValidator(_size)]
+Duration = Annotated[str, AfterValidator(_duration)]
+Text = Annotated[str, AfterValidator(_printable)]
+Role = Literal["jump", "db", "haproxy", "app", "legacy_db"]
+SourceRole = Literal["jump", "db", "haproxy", "app", "legacy_db", "control"]
+Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+class Model(BaseModel):
+    """Strict (no "5000" for 5000), closed (no unknown keys), defaults checked."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------
+# topology
+
+
+class Network(Model):
+    cidr: Annotated[str, AfterValidator(_ipv4_network)] = Field(description="the network in CIDR form (IPv4)")
+    bridge: Annotated[str, AfterValidator(_iface)] | None = Field(
+        None, description="lab only: the bridge the lab creates for this network")
+    control_address: Annotated[str, AfterValidator(_ipv4_address)] | None = Field(
+        None, description="the control machine's address on this network, if it has one")
+
+
+class Host(Model):
+    roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db")
+    os_family: Literal["Debian", "RedHat"] = Field("Debian", description="Debian or RedHat")
+    addresses: dict[Name, Annotated[str, AfterValidator(_ipv4_address)]] = Field(
+        description="network name -> address; every host needs at least one")
+
+
+class Topology(Model):
+    name: Name = Field(description="the site's name (lab for the lab)")
+    domain: Annotated[str, AfterValidator(_dns_name)] = Field(description="DNS domain of the hosts")
+    networks: dict[Name, Network] = Field(description="networks by name; 'private' is the cluster's own")
+    lab_range: Annotated[str, AfterValidator(_ipv4_network)] | None = Field(
+        None, description="lab only: the range the lab keeps on this machine (unreachable route)")
+    hosts: dict[HostName, Host] = Field(min_length=1, description="hosts by name")
+
+
+# --------------------------------------------------------------------------
+# settings
+
+
+class Packages(Model):
+    apt_sources: list[Text] = Field(default_factory=list, description="Debian: lines of /etc/apt/sources.list.d/halite.list")
+    yum_repos: dict[Name, Text] = Field(default_factory=dict, description="RedHat family: repository name -> baseurl")
+    pip_find_links: Annotated[str, AfterValidator(_pip_source)] | None = Field(
+        None, description="a folder of wheels for Patroni, or null for the index")
+    pip_index_url: Annotated[str, AfterValidator(_pip_source)] | None = Field(
+        None, description="a PyPI index URL, or null for pip's default")
+
+
+class Time(Model):
+    servers: list[Annotated[str, AfterValidator(_dns_name)]] = Field(
+        default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org", "2.debian.pool.ntp.org"],
+        description="NTP servers for chrony")
+
+
+class Service(Model):
+    name: Name
+    ports: list[Port] = Field(min_length=1)
+    to: list[Role] = Field(min_length=1, description="roles whose hosts open the ports")
+    from_: list[SourceRole] = Field(alias="from", min_length=1, description="roles (or control) allowed in")
+
+
+def _default_services() -> list[dict]:
+    return [
+        {"name": "etcd-client", "ports": [2379], "to": ["db"], "from": ["db"]},
+        {"name": "etcd-peer", "ports": [2380], "to": ["db"], "from": ["db"]},
+        {"name": "patroni-api", "ports": [8008], "to": ["db"], "from": ["db", "haproxy", "app"]},
+        {"name": "postgresql", "ports": [5432], "to": ["db"], "from": ["db", "haproxy"]},
+        {"name": "pgbouncer", "ports": [6432], "to": ["db"], "from": ["db", "haproxy", "app"]},
+        {"name": "haproxy", "ports": [5000, 5001, 7000], "to": ["haproxy"], "from": ["app", "control"]},
+        {"name": "web-http", "ports": [80], "to": ["app"], "from": ["control"]},
+        {"name": "legacy-postgresql", "ports": [5433], "to": ["legacy_db"], "from": ["db"]},
+    ]
+
+
+class Firewall(Model):
+    services: list[Service] = Field(
+        default_factory=lambda: [Service.model_validate(s) for s in _default_services()], min_length=1,
+        description="who may reach which port (one table: nftables and pg_hba both follow it); "
+                    "SSH is derived: the jump host from control, every other host from the jump host")
+
+
+def _default_sysctl() -> dict:
+    return {"db": {
+        "vm.swappiness": 1, "vm.dirty_background_ratio": 5, "vm.dirty_ratio": 20,
+        "net.core.somaxconn": 4096, "net.ipv4.tcp_keepalive_time": 60, "net.ipv4.tcp_keepalive_intvl": 10,
+        "net.ipv4.tcp_keepalive_probes": 6,
+        # PgBouncer and PostgreSQL may start before the host's address exists
+        # (seen in the lab after a power cycle); without this they listen on
+        # 127.0.0.1 only while Patroni says "primary".
+        "net.ipv4.ip_nonlocal_bind": 1,
+    }}
+
+
+def _sysctl_key(v: str) -> str:
+    if not re.match(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$", v):
+        raise ValueError(f"is {v!r}; not a sysctl key (e.g. vm.swappiness)")
+    return v
+
+
+SysctlKey = Annotated[str, AfterValidator(_sysctl_key)]
+
+
+class Etcd(Model):
+    client_port: Port = Field(2379, description="etcd's client port")
+    peer_port: Port = Field(2380, description="etcd's peer port")
+    data_dir: AbsPath = Field("/var/lib/etcd/halite", description="etcd's data directory")
+    heartbeat_interval: Annotated[int, Field(ge=10, le=10000)] = Field(100, description="ms")
+    election_timeout: Annotated[int, Field(ge=50, le=50000)] = Field(1000, description="ms; at least 5 x heartbeat")
+    keep_leader_off_primary: bool = Field(
+        True, description="hand etcd's leadership away from the PostgreSQL primary's host")
+
+
+def _default_pg_parameters() -> dict:
+    return {"max_connections": 200, "shared_buffers": "128MB", "wal_level": "logical", "wal_log_hints": "on",
+            "max_wal_senders": 10, "max_replication_slots": 10, "hot_standby": "on", "wal_keep_size": "256MB",
+            "password_encryption": "scram-sha-256"}
+
+
+def _pg_param(v: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_.]*$", v):
+        raise ValueError(f"is {v!r}; a PostgreSQL parameter name is lower-case letters, digits, '_' and '.' "
+                         "(e.g. work_mem)")
+    return v
+
+
+PgParam = Annotated[str, AfterValidator(_pg_param)]
+
+
+class PostgreSQL(Model):
+    version: Literal[13, 14, 15, 16, 17, 18] = Field(15, description="PostgreSQL major version")
+    port: Port = Field(5432, description="PostgreSQL's port on the db hosts")
+    parameters: dict[PgParam, Scalar] = Field(default_factory=_default_pg_parameters,
+                                              description="postgresql.conf parameters (through Patroni's DCS)")
+
+
+class Timing(Model):
+    ttl: int | None = None
+    loop_wait: int | None = None
+    retry_timeout: int | None = None
+    primary_start_timeout: Annotated[int, Field(ge=0)] | None = None
+
+
+class DcsPostgreSQL(Model):
+    use_pg_rewind: bool = True
+    use_slots: bool = True
+
+
+class Dcs(Timing):
+    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = Field(1048576, description="bytes")
+    synchronous_mode: bool = True
+    synchronous_mode_strict: bool = False
+    failsafe_mode: bool = True
+    postgresql: DcsPostgreSQL = Field(default_factory=DcsPostgreSQL)
+
+
+class RestApi(Model):
+    port: Port = Field(8008, description="Patroni's REST API port")
+    username: Name = Field("patroni", description="user for the REST API's unsafe endpoints")
+    password: Secret = Field(description="its password (secret)")
+
+
+def _default_profiles() -> dict:
+    return {
+        "patroni-defaults": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "primary_start_timeout": 300},
+        "halite": {"ttl": 20, "loop_wait": 3, "retry_timeout": 5, "primary_start_timeout": 0},
+        # only for `make bench-loop-wait`
+        "halite-loop-wait-2": {"ttl": 20, "loop_wait": 2, "retry_timeout": 5, "primary_start_timeout": 0},
+        "halite-loop-wait-4": {"ttl": 20, "loop_wait": 4, "retry_timeout": 5, "primary_start_timeout": 0},
+    }
+
+
+def _namespace(v: str) -> str:
+    if not re.match(r"^/([A-Za-z0-9_.-]+/)*$", v):
+        raise ValueError(f"is {v!r}; a DCS namespace looks like /service/")
+    return v
+
+
+class Patroni(Model):
+    version: Annotated[str, AfterValidator(_pip_version)] = Field(
+        "4.1.*", description="Patroni version from PyPI (after ==, e.g. 4.1.*)")
+    scope: Name = Field("halite", description="the cluster's name in the DCS")
+    namespace: Annotated[str, AfterValidator(_namespace)] = Field(
+        "/service/", description="the DCS key prefix")
+    restapi: RestApi
+    profile: Name = Field("halite", description="timing profile merged under dcs (README: timing profiles)")
+    profiles: dict[Name, Timing] = Field(default_factory=_default_profiles, description="named timing profiles")
+    dcs: Dcs = Field(default_factory=Dcs, description="dynamic configuration, merged over the profile")
+
+
+class PgBouncer(Model):
+    port: Port = Field(6432, description="PgBouncer's port on the db hosts")
+    pool_mode: Literal["session", "transaction", "statement"] = Field("transaction")
+    default_pool_size: Annotated[int, Field(ge=1, le=10000)] = Field(20)
+    max_client_conn: Annotated[int, Field(ge=1, le=1000000)] = Field(500)
+    databases: list[PgIdent] = Field(default_factory=lambda: ["carsale", "postgres"],
+                                     description="databases PgBouncer serves", min_length=1)
+
+
+class Check(Model):
+    inter: Duration = "1s"
+    fastinter: Duration = "500ms"
+    downinter: Duration = "500ms"
+    fall: PositiveInt = 2
+    rise: PositiveInt = 1
+
+
+class Timeouts(Model):
+    connect: Duration = "2s"
+    client: Duration = "30m"
+    server: Duration = "30m"
+    check: Duration = "1s"
+
+
+class HAProxy(Model):
+    write_port: Port = Field(5000, description="writes: to the primary")
+    read_port: Port = Field(5001, description="reads: to the replicas")
+    stats_port: Port = Field(7000, description="HAProxy's stats page")
+    replica_max_lag: Size = Field("1MB", description="a replica further behind takes no reads")
+    check: Check = Field(default_factory=Check, description="health check timing (default-server)")
+    timeout: Timeouts = Field(default_factory=Timeouts)
+
+
+class Seed(Model):
+    cars: Annotated[int, Field(ge=0, le=10_000_000)] = 3000
+    seed: int = 42
+
+
+class Web(Model):
+    database_target: Literal["legacy", "cluster"] | None = Field(
+        None, description="legacy, cluster, or null: keep what the host last used (target_file)")
+    target_file: AbsPath = Field("/etc/carsale/target", description="where the host remembers its target")
+    user: PgIdent = Field("carsale", description="the site's system user")
+    home: AbsPath = Field("/opt/carsale", description="code in <home>/app, virtualenv in <home>/venv")
+    config_dir: AbsPath = Field("/etc/carsale", description="site.env (0640) and gunicorn.conf.py")
+    bind: Annotated[str, AfterValidator(_bind)] = Field("127.0.0.1:8000", description="gunicorn; only nginx talks to it")
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    listen_network: Name = Field("edge", description="nginx publishes the site on the host's address on this network")
+    http_port: Port = 80
+    seed: Seed = Field(default_factory=Seed, description="demo data generated on the legacy server")
+    secret_key: Secret = Field(description="signs sessions and forms (secret)")
+
+
+def _default_legacy_parameters() -> dict:
+    return {"wal_level": "logical", "max_wal_senders": 10, "max_replication_slots": 10, "max_connections": 100,
+            "password_encryption": "scram-sha-256"}
+
+
+class Legacy(Model):
+    cluster: Name = Field("legacy", description="pg_createcluster's cluster name")
+    port: Port = Field(5433, description="the legacy server's port on its host")
+    parameters: dict[PgParam, Scalar] = Field(default_factory=_default_legacy_parameters)
+
+
+class Move(Model):
+    publication: PgIdent = "halite_move"
+    subscription: PgIdent = "halite_move"
+    sync_timeout: Annotated[int, Field(ge=1)] = Field(1800, description="seconds for the initial copy")
+    catchup_timeout: Annotated[int, Field(ge=1)] = Field(120, description="seconds, writes frozen, to catch up")
+    check_timeout: Annotated[int, Field(ge=1)] = Field(120, description="seconds for the site to answer from the cluster")
+    report_downtime: bool = Field(False, description="orch.migrate turns it on")
+
+
+class User(Model):
+    username: PgIdent
+    password: Secret
+    database: PgIdent | None = None
+
+
+class Users(Model):
+    superuser: User
+    replication: User
+    rewind: User
+    pgbouncer_auth: User
+    app: User
+    legacy_move: User
+
+    @field_validator("app")
+    @classmethod
+    def _app_database(cls, v: User) -> User:
+        if v.database is None:
+            raise ValueError("needs database: the site's database name")
+        return v
+
+
+class Settings(Model):
+    """Everything under the pillar key ``halite``."""
+
+    topology: Topology
+    packages: Packages = Field(default_factory=Packages)
+    time: Time = Field(default_factory=Time)
+    firewall: Firewall = Field(default_factory=Firewall)
+    sysctl: dict[Role, dict[SysctlKey, Scalar]] = Field(default_factory=_default_sysctl)
+    etcd: Etcd = Field(default_factory=Etcd)
+    postgresql: PostgreSQL = Field(default_factory=PostgreSQL)
+    patroni: Patroni
+    pgbouncer: PgBouncer = Field(default_factory=PgBouncer)
+    haproxy: HAProxy = Field(default_factory=HAProxy)
+    web: Web
+    legacy: Legacy = Field(default_factory=Legacy)
+    move: Move = Field(default_factory=Move)
+    users: Users
+
+
+#: The DCS keys halite sets (bootstrap.dcs and PATCH /config alike), in order.
+DCS_KEYS = ("ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout",
+            "synchronous_mode", "synchronous_mode_strict", "failsafe_mode")
+#: The timing keys a profile may set.
+PROFILE_KEYS = tuple(Timing.model_fields)
+
+
+# --------------------------------------------------------------------------
+# errors into sentences
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("from" if part == "from_" else str(part))
+    return out
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated and Optional around a type."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models:
+                tp = models[0]
+                continue
+            if len(args) == 1:
+                tp = args[0]
+                continue
+        return tp
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the keys at ``loc`` (for suggestions)."""
+    tp: Any = Settings
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            fields.update(tp.model_fields)
+            if part not in fields:
+                return None
+            tp = fields[part].annotation
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _known(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+_TYPE_WORDS = {"int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
+               "dict_type": "a mapping", "list_type": "a list", "float_type": "a number",
+               "model_type": "a mapping", "model_attributes_type": "a mapping"}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    return repr(value)
+
+
+def _sentence(err: dict) -> tuple[str, str] | None:
+    loc = tuple(err["loc"])
+    typ = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    is_key = bool(loc) and loc[-1] == "[key]"
+    if is_key:  # a mapping's key itself is wrong: name the mapping
+        loc = loc[:-2] if len(loc) >= 2 else loc[:-1]
+    elif typ == "invalid_key":  # a model's key that is not a string; loc ends with the key itself
+        loc = loc[:-1]
+    if typ == "invalid_key" or (is_key and typ == "string_type"):
+        hint = (" (YAML reads unquoted yes/no/on/off/true/false as booleans: quote it)"
+                if isinstance(value, bool) else "")
+        return _key(loc) or "(top level)", f"has the key {value!r}, which is not a string; keys are names{hint}"
+    key = _key(loc)
+    if typ == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = _known(parent) if parent else []
+        near = _suggestion(loc)
+        hint = f"did you mean {near!r}?" if near else (f"known keys: {', '.join(known)}" if known else "")
+        return key, "unknown key" + (f"; {hint}" if hint else "")
+    if typ == "missing":
+        return key, "is missing"
+    if typ == "value_error":
+        return key, str(ctx.get("error", err["msg"]))
+    if typ in _TYPE_WORDS:
+        return key, f"is {_describe(value)}; expected {_TYPE_WORDS[typ]}"
+    if typ == "literal_error":
+        return key, f"is {_describe(value)}; allowed: {ctx.get('expected')}"
+    if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        word = {"greater_than_equal": "at least", "less_than_equal": "at most",
+                "greater_than": "more than", "less_than": "less than"}[typ]
+        bound = next(iter(ctx.values()))
+        return key, f"is {_describe(value)}; must be {word} {bound}"
+    if typ in ("too_short", "too_long"):
+        n = ctx.get("actual_length")
+        return key, ("is empty" if n == 0 else f"has {n} entries") + "; " + (
+            f"at least {ctx.get('min_length')} needed" if typ == "too_short" else f"at most {ctx.get('max_length')}")
+    return key, f"is {_describe(value)}; {err['msg']}"
+
+
+def _suggestion(loc: tuple) -> str | None:
+    """The known key nearest to the unknown key at ``loc``, if one is near."""
+    parent = _model_at(loc[:-1])
+    near = difflib.get_close_matches(str(loc[-1]), _known(parent), n=1, cutoff=0.6) if parent else []
+    return near[0] if near else None
+
+
+def _sentences(exc: ValidationError) -> list[tuple[str, str]]:
+    errors = exc.errors(include_url=False)
+    # a misspelt required key is one mistake: its "unknown key; did you mean" line says it, not also "is missing"
+    said = {tuple(e["loc"][:-1]) + (_suggestion(tuple(e["loc"])),) for e in errors if e["type"] == "extra_forbidden"}
+    out: list[tuple[str, str]] = []
+    by_loc: dict[tuple, list[tuple[str, str]]] = {}
+    for err in errors:
+        if err["type"] == "missing" and tuple(err["loc"]) in said:
+            continue
+        s = _sentence(err)
+        if s:
+            by_loc.setdefault(tuple(err["loc"]), []).append(s)
+    # a value wrong for every member of a union (e.g. str | int) gives one line per member: keep the most specific
+    for lines in by_loc.values():
+        specific = [(k, m) for k, m in lines if not m.startswith("is ") or "expected" not in m] or lines
+        out.extend(line for line in dict.fromkeys(specific) if line not in out)
+    return out
+
+
+# --------------------------------------------------------------------------
+# rules across keys
+
+
+def _merged_dcs(s: Settings) -> dict:
+    """The chosen profile under dcs, explicit dcs keys winning."""
+    profile = s.patroni.profiles.get(s.patroni.profile)
+    base = profile.model_dump(exclude_none=True) if profile else {}
+    explicit = s.patroni.dcs.model_dump(exclude_none=True)
+    return {**base, **explicit}
+
+
+def _timing(where: str, values: dict) -> list[tuple[str, str]]:
+    out = []
+    for key, minimum in PATRONI_MINIMUMS.items():
+        if key in values and values[key] < minimum:
+            out.append((f"{where}.{key}", f"is {values[key]}; Patroni's minimum is {minimum}"))
+    if not out and all(values.get(k) is not None for k in ("ttl", "loop_wait", "retry_timeout")):
+        floor = values["loop_wait"] + 2 * values["retry_timeout"]
+        if values["ttl"] < floor:
+            out.append((f"{where}.ttl", f"is {values['ttl']}, below loop_wait + 2 x retry_timeout = {floor}"))
+    return out
+
+
+def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, str]]:
+    """Rules that join several keys; every problem, not the first."""
+    p: list[tuple[str, str]] = []
+    topo = s.topology
+    hosts = topo.hosts
+    nets = {n: ipaddress.ip_network(v.cidr) for n, v in topo.networks.items()}
+
+    # networks and addresses
+    seen_addr: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    for name, host in hosts.items():
+        key = f"topology.hosts.{name}"
+        if not host.addresses:
+            p.append((f"{key}.addresses", "is empty: every host needs an address"))
+        for net, addr in host.addresses.items():
+            akey = f"{key}.addresses.{net}"
+            if net not in nets:
+                p.append((akey, f"names network {net!r}, which topology.networks does not define "
+                                f"(known: {', '.join(nets)})"))
+                continue
+            if ipaddress.ip_address(addr) not in nets[net]:
+                p.append((akey, f"{addr} is outside network {net} ({nets[net]})"))
+            if addr in seen_addr:
+                p.append((akey, f"{addr} is already the address of {seen_addr[addr]}"))
+            seen_addr[addr] = name
+        for role in sorted({r for r in host.roles if host.roles.count(r) > 1}):
+            p.append((f"{key}.roles", f"names role {role!r} twice; each role once"))
+    for n1, a in nets.items():
+        for n2, b in nets.items():
+            if n1 < n2 and a.overlaps(b):
+                p.append((f"topology.networks.{n2}.cidr", f"{b} overlaps network {n1} ({a})"))
+    for net, spec in topo.networks.items():
+        if spec.control_address and ipaddress.ip_address(spec.control_address) not in nets[net]:
+            p.append((f"topology.networks.{net}.control_address",
+                      f"{spec.control_address} is outside network {net} ({nets[net]})"))
+    if topo.lab_range:
+        lab = ipaddress.ip_network(topo.lab_range)
+        for net, n in nets.items():
+            if not n.subnet_of(lab):
+                p.append((f"topology.networks.{net}.cidr", f"{n} is outside lab_range {lab}"))
+
+    def with_role(role: str) -> list[str]:
+        return [h for h, v in hosts.items() if role in v.roles]
+
+    for role in ("jump", "db", "haproxy"):
+        if not with_role(role):
+            p.append((f"topology.hosts (role {role})", f"no host has the role {role!r}"))
+    if len(with_role("jump")) > 1:
+        p.append(("topology.hosts (role jump)", f"one jump host is supported; the topology gives "
+                                                 f"{', '.join(with_role('jump'))}"))
+    members = with_role("db")
+    if members and (len(members) < 3 or len(members) % 2 == 0):
+        p.append(("topology.hosts (role db: etcd members)",
+                  f"etcd needs an odd number of members, at least 3; the topology gives {len(members)}"))
+    for h in with_role("db"):
+        if hosts[h].addresses and "private" not in hosts[h].addresses:
+            p.append((f"topology.hosts.{h}.addresses", "a db host needs an address on the 'private' network"))
+    if not any(n.control_address for n in topo.networks.values()):
+        p.append(("topology.networks", "no network gives control_address (the control machine's address)"))
+
+    # roles named by the firewall's table exist
+    unheld: dict[str, list[str]] = {}
+    for i, svc in enumerate(s.firewall.services):
+        for field, roles in (("to", svc.to), ("from", svc.from_)):
+            for role in roles:
+                if role not in ("control", "jump", "db", "haproxy") and not with_role(role):
+                    unheld.setdefault(role, []).append(f"firewall.services[{i}].{field}")
+    for role, where in unheld.items():
+        also = f" (also named by {', '.join(w.removeprefix('firewall.') for w in where[1:])})" if where[1:] else ""
+        p.append((where[0], f"names role {role!r}, which no host of the topology has{also}; "
+                            f"give a host the role or remove it from the table"))
+    # every port halite listens on is opened by the access table to the role that listens
+    needed = [("etcd.client_port", s.etcd.client_port, "db"), ("etcd.peer_port", s.etcd.peer_port, "db"),
+              ("postgresql.port", s.postgresql.port, "db"), ("patroni.restapi.port", s.patroni.restapi.port, "db"),
+              ("pgbouncer.port", s.pgbouncer.port, "db"), ("haproxy.write_port", s.haproxy.write_port, "haproxy"),
+              ("haproxy.read_port", s.haproxy.read_port, "haproxy"), ("web.http_port", s.web.http_port, "app"),
+              ("legacy.port", s.legacy.port, "legacy_db")]
+    for key, port, role in needed:
+        if not with_role(role):
+            continue
+        if not any(role in svc.to and port in svc.ports for svc in s.firewall.services):
+            p.append((key, f"port {port} is not opened to role {role} by any firewall.services entry "
+                           "(the access table must list it, or no host could reach it)"))
+    names = [svc.name for svc in s.firewall.services]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        p.append(("firewall.services", f"service {dup!r} is listed twice"))
+
+    # ports: no two listeners on one port of one host
+    clashes: dict[tuple[str, str], list[str]] = {}
+    for name, host in hosts.items():
+        listeners: dict[int, list[str]] = {}
+
+        def listen(port: int, what: str) -> None:
+            listeners.setdefault(port, []).append(what)
+
+        roles = set(host.roles)
+        listen(22, "ssh")
+        if "db" in roles:
+            listen(s.etcd.client_port, "etcd.client_port")
+            listen(s.etcd.peer_port, "etcd.peer_port")
+            listen(s.postgresql.port, "postgresql.port")
+            listen(s.patroni.restapi.port, "patroni.restapi.port")
+            listen(s.pgbouncer.port, "pgbouncer.port")
+        if "haproxy" in roles:
+            listen(s.haproxy.write_port, "haproxy.write_port")
+            listen(s.haproxy.read_port, "haproxy.read_port")
+            listen(s.haproxy.stats_port, "haproxy.stats_port")
+        if "app" in roles:
+            listen(s.web.http_port, "web.http_port")
+            listen(int(s.web.bind.rpartition(":")[2]), "web.bind")
+        if "legacy_db" in roles:
+            listen(s.legacy.port, "legacy.port")
+        for port, what in listeners.items():
+            if len(what) > 1:
+                clashes.setdefault((what[-1], f"port {port} is also {', '.join(what[:-1])}"), []).append(name)
+    for (key, msg), on in clashes.items():
+        p.append((key, f"{msg} on {'host' if len(on) == 1 else 'hosts'} {', '.join(on)}"))
+    if s.etcd.client_port == s.etcd.peer_port and not with_role("db"):
+        p.append(("etcd.peer_port", "must differ from etcd.client_port"))
+
+    # etcd timing (etcd's tuning guide: election timeout at least 5 x the heartbeat)
+    if s.etcd.election_timeout < 5 * s.etcd.heartbeat_interval:
+        p.append(("etcd.election_timeout", f"is {s.etcd.election_timeout}; must be at least 5 x "
+                                           f"heartbeat_interval = {5 * s.etcd.heartbeat_interval}"))
+
+    # Patroni timing: the chosen profile must exist; every profile and the merged dcs obey Patroni's rules
+    if s.patroni.profile not in s.patroni.profiles:
+        p.append(("patroni.profile", f"unknown profile {s.patroni.profile!r}; known: "
+                                     f"{', '.join(s.patroni.profiles) or 'none'}"))
+    for name, values in s.patroni.profiles.items():
+        p.extend(_timing(f"patroni.profiles.{name}", values.model_dump(exclude_none=True)))
+    dcs = _merged_dcs(s)
+    p.extend(_timing("patroni.dcs", dcs))
+    if dcs.get("synchronous_mode") and 0 < len(members) < 2:
+        p.append(("patroni.dcs.synchronous_mode", "needs a second eligible member; the topology has one db host"))
+
+    # names that must differ
+    usernames: dict[str, str] = {}
+    for key in Users.model_fields:
+        u = getattr(s.users, key).username
+        if u in usernames:
+            p.append((f"users.{key}.username", f"{u!r} is already users.{usernames[u]}.username"))
+        usernames[u] = key
+    if s.patroni.restapi.password == s.users.superuser.password:
+        p.append(("patroni.restapi.password", "must differ from users.superuser.password"))
+    if s.users.app.database not in s.pgbouncer.databases:
+        p.append(("pgbouncer.databases", f"must include the site's database {s.users.app.database!r} "
+                                         "(users.app.database)"))
+    if with_role("app") and s.web.listen_network not in topo.networks:
+        p.append(("web.listen_network", f"is {s.web.listen_network!r}; known networks: {', '.join(topo.networks)}"))
+    for h in with_role("app"):
+        if s.web.listen_network in topo.networks and s.web.listen_network not in hosts[h].addresses:
+            p.append(("web.listen_network", f"app host {h} has no address on network {s.web.listen_network!r}"))
+    return p
+
+
+# --------------------------------------------------------------------------
+# entry point
+
+
+def validate(raw: Any) -> Settings:
+    """Check a whole description (topology under ``topology``, settings beside it).
+
+    :param raw: the merged mapping read from YAML.
+    :returns: the typed, checked settings.
+    :raises ConfigError: every problem found, one ``(key, message)`` each.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level)", f"is {_describe(raw)}; expected a mapping of settings")
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_sentences(exc)) from None
+    problems = cross_checks(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def dump(settings: Settings) -> dict:
+    """The checked settings as plain data (the pillar's shape): aliases, chosen profile merged under dcs."""
+    data = settings.model_dump(by_alias=True, mode="json")
+    data["patroni"]["dcs"] = {**{k: v for k, v in _merged_dcs(settings).items() if k != "postgresql"},
+                              "postgresql": data["patroni"]["dcs"]["postgresql"]}
+    for name, values in data["patroni"]["profiles"].items():
+        data["patroni"]["profiles"][name] = {k: v for k, v in values.items() if v is not None}
+    return data

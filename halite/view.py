@@ -1,0 +1,253 @@
+"""Each host's view of the checked configuration, computed once, in Python.
+
+The pillar (``pillar/stack.sls``) is :func:`pillar_for`: the settings a host
+needs, the secrets its roles need and nothing else, and every fact derived
+from the topology (etcd's member list, the firewall rules and the pg_hba
+entries from one access table, Patroni's DCS settings, versioned paths).
+Templates only print these values.
+
+Example::
+
+    from halite import config, view
+    view.pillar_for("db-01", config.load())["halite"]["host"]["pg_hba"]
+"""
+from __future__ import annotations
+
+import copy
+
+from halite import platforms
+from halite.model import DCS_KEYS
+
+#: Roles a host may hold, and the Salt states each role brings.
+ROLE_STATES: dict[str, list[str]] = {
+    "jump": [],
+    "db": ["etcd", "postgresql", "patroni", "pgbouncer"],
+    "haproxy": ["haproxy"],
+    "app": ["web"],
+    "legacy_db": ["legacy"],
+}
+
+#: Which roles need which secret (dotted key in the settings). A host gets a
+#: secret only when one of its roles is listed; the jump host gets none.
+SECRET_ROLES: dict[str, set[str]] = {
+    # Patroni bootstraps and manages PostgreSQL with these
+    "users.superuser.password": {"db"},
+    "users.replication.password": {"db"},
+    "users.rewind.password": {"db"},
+    # PgBouncer's auth_query user: in its userlist on the db hosts
+    "users.pgbouncer_auth.password": {"db"},
+    # the site's role: created on the cluster (db) and on the old server
+    # (legacy_db), used by the site (app) and HAProxy's round-trip gate (haproxy)
+    "users.app.password": {"db", "app", "haproxy", "legacy_db"},
+    # the move: created on the old server, used by the subscription on a db host
+    "users.legacy_move.password": {"db", "legacy_db"},
+    # Patroni's REST API (unsafe endpoints): Patroni and halite's modules on db hosts
+    "patroni.restapi.password": {"db"},
+    "web.secret_key": {"app"},
+}
+
+#: Shown instead of a secret by ``halite config show``.
+MASK = "********"
+
+
+def hosts_with_role(topo: dict, role: str) -> list[str]:
+    return [h for h, v in topo["hosts"].items() if role in (v.get("roles") or [])]
+
+
+def etcd_hosts(topo: dict) -> list[str]:
+    return hosts_with_role(topo, "db")
+
+
+def cluster_address(topo: dict, host: str) -> str:
+    """The address other hosts use for ``host``: private if it has one, else the first."""
+    addrs = topo["hosts"][host]["addresses"]
+    return addrs.get("private") or next(iter(addrs.values()))
+
+
+def host_states(topo: dict, host: str) -> list[str]:
+    states: list[str] = []
+    for role in topo["hosts"][host].get("roles") or []:
+        for state in ROLE_STATES.get(role, []):
+            if state not in states:
+                states.append(state)
+    return states
+
+
+def _addresses_of(topo: dict, role: str) -> list[str]:
+    if role == "control":
+        return [n["control_address"] for n in topo["networks"].values() if n.get("control_address")]
+    out: list[str] = []
+    for h in hosts_with_role(topo, role):
+        out.extend(topo["hosts"][h]["addresses"].values())
+    return out
+
+
+def firewall_rules(data: dict, host: str) -> list[dict]:
+    """The ports ``host`` opens and to whom: the one access table.
+
+    SSH: the jump host accepts it from the control machine only; every other
+    host from the jump host only. Services: ``firewall.services``.
+    """
+    topo = data["topology"]
+    roles = topo["hosts"][host].get("roles") or []
+    ssh_from = _addresses_of(topo, "control") if "jump" in roles else _addresses_of(topo, "jump")
+    rules = [{"name": "ssh", "ports": [22], "sources": sorted(set(ssh_from))}]
+    for svc in data["firewall"]["services"]:
+        if not set(svc["to"]) & set(roles):
+            continue
+        sources = sorted({a for role in svc["from"] for a in _addresses_of(topo, role)})
+        if sources:
+            rules.append({"name": svc["name"], "ports": list(svc["ports"]), "sources": sources})
+    return rules
+
+
+def allowed_hosts(data: dict, role: str, port: int) -> list[str]:
+    """Hosts of the topology the access table lets reach ``port`` on hosts of ``role``."""
+    topo = data["topology"]
+    out: list[str] = []
+    for svc in data["firewall"]["services"]:
+        if role in svc["to"] and port in svc["ports"]:
+            for src in svc["from"]:
+                for h in hosts_with_role(topo, src) if src != "control" else []:
+                    if h not in out:
+                        out.append(h)
+    return out
+
+
+def pg_hba(data: dict) -> list[str]:
+    """PostgreSQL's pg_hba on the db hosts, from the same table as the firewall.
+
+    Every host allowed to reach ``postgresql.port`` gets scram-sha-256 entries:
+    a db host for replication, the superuser and rewind (Patroni, pg_rewind)
+    and the pooler's users; any other host for the site's user and the
+    pooler's auth user only. Nothing from 0.0.0.0/0.
+    """
+    topo, u = data["topology"], data["users"]
+    su, repl, rewind = u["superuser"]["username"], u["replication"]["username"], u["rewind"]["username"]
+    app, auth = u["app"]["username"], u["pgbouncer_auth"]["username"]
+    lines = [
+        f"local all {su} peer",
+        "local all all scram-sha-256",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        # Patroni reads the local timeline over a local replication connection
+        f"host replication {repl} 127.0.0.1/32 scram-sha-256",
+    ]
+    for h in allowed_hosts(data, "db", data["postgresql"]["port"]):
+        addresses = sorted(set(topo["hosts"][h]["addresses"].values()))
+        is_db = "db" in topo["hosts"][h]["roles"]
+        for addr in addresses:
+            if is_db:
+                lines.append(f"host replication {repl} {addr}/32 scram-sha-256")
+                lines.append(f"host all {su},{rewind} {addr}/32 scram-sha-256")
+            lines.append(f"host all {app},{auth} {addr}/32 scram-sha-256")
+    return lines
+
+
+def legacy_hba_sources(data: dict) -> list[str]:
+    """Addresses the access table lets reach the legacy server (the move's user)."""
+    topo = data["topology"]
+    return [cluster_address(topo, h) for h in allowed_hosts(data, "legacy_db", data["legacy"]["port"])]
+
+
+def etcd_view(data: dict, host: str) -> dict:
+    """etcd's member list, token and peers as this host needs them."""
+    topo, etcd = data["topology"], data["etcd"]
+    members = etcd_hosts(topo)
+    return {
+        "initial_cluster": ",".join(f"{m}=http://{cluster_address(topo, m)}:{etcd['peer_port']}" for m in members),
+        "token": f"{data['patroni']['scope']}-{topo['name']}",
+        "endpoints": [f"{cluster_address(topo, m)}:{etcd['client_port']}" for m in members],
+        "peers": [cluster_address(topo, m) for m in members if m != host],
+        "peer_url": f"http://{cluster_address(topo, host)}:{etcd['peer_port']}",
+    }
+
+
+def patroni_dcs(data: dict) -> dict:
+    """Patroni's dynamic configuration as one mapping: bootstrap.dcs and
+    PATCH /config (patroni.dynamic) print the same one."""
+    dcs = data["patroni"]["dcs"]
+    out = {key: dcs[key] for key in DCS_KEYS if dcs.get(key) is not None}
+    out["postgresql"] = {"use_pg_rewind": dcs["postgresql"]["use_pg_rewind"],
+                         "use_slots": dcs["postgresql"]["use_slots"],
+                         "parameters": dict(data["postgresql"]["parameters"])}
+    return out
+
+
+def _get(data: dict, dotted: str):
+    cur = data
+    for part in dotted.split("."):
+        cur = cur[part]
+    return cur
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    cur = data
+    for part in parents:
+        cur = cur[part]
+    cur[last] = value
+
+
+def secrets_for(roles: list[str]) -> list[str]:
+    """The secrets (dotted keys) a host with these roles receives."""
+    return [key for key, need in SECRET_ROLES.items() if need & set(roles)]
+
+
+def strip_secrets(data: dict, roles: list[str], mask: bool = False) -> dict:
+    """``data`` without the secrets ``roles`` do not need (or with all masked)."""
+    out = copy.deepcopy(data)
+    keep = set() if mask else set(secrets_for(roles))
+    for key in SECRET_ROLES:
+        if key in keep:
+            continue
+        *parents, last = key.split(".")
+        parent = _get(out, ".".join(parents))
+        if mask:
+            parent[last] = MASK
+        else:
+            parent.pop(last, None)
+    return out
+
+
+def host_view(data: dict, host: str) -> dict:
+    """What ``host`` alone needs to know about itself."""
+    topo = data["topology"]
+    entry = topo["hosts"][host]
+    roles = entry.get("roles") or []
+    view = {
+        "name": host,
+        "roles": roles,
+        "os_family": entry.get("os_family", "Debian"),
+        "address": cluster_address(topo, host),
+        "states": host_states(topo, host),
+        "firewall": firewall_rules(data, host),
+        "secrets": secrets_for(roles),
+    }
+    if "db" in roles:
+        view["etcd"] = etcd_view(data, host)
+        view["pg_hba"] = pg_hba(data)
+        view["patroni_dcs"] = patroni_dcs(data)
+    if "legacy_db" in roles:
+        view["legacy_hba_sources"] = legacy_hba_sources(data)
+    return view
+
+
+def pillar_for(minion_id: str, data: dict) -> dict:
+    """The pillar of one host (or of the control machine, for orchestrations).
+
+    A host of the topology gets the settings, the secrets of its roles, its
+    own view under ``host`` and its platform's packages, services and paths.
+    Any other id (the control machine running ``salt-run``) gets the settings
+    and the topology with no secret at all.
+    """
+    topo = data["topology"]
+    roles = topo["hosts"][minion_id].get("roles") or [] if minion_id in topo["hosts"] else []
+    out = strip_secrets(data, roles)
+    out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
+    out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
+    if minion_id in topo["hosts"]:
+        out["host"] = host_view(data, minion_id)
+        out.update(platforms.resolve(out["host"]["os_family"], data["postgresql"]["version"],
+                                     data["legacy"]["cluster"]))
+        out["container_virtual"] = list(platforms.CONTAINER_VIRTUAL)
+    return {"halite": out}
