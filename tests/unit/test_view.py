@@ -1,0 +1,164 @@
+"""Each host's view (halite/view.py): least privilege host by host, facts
+derived once (etcd members, pg_hba from the access table, the DCS mapping,
+versioned paths)."""
+import copy
+import json
+
+import pytest
+import yaml
+
+from halite import config, example, model, platforms, view
+
+SECRETS = {
+    "users.superuser.password": "su-Secret-1",
+    "users.replication.password": "repl-Secret-2",
+    "users.rewind.password": "rewind-Secret-3",
+    "users.pgbouncer_auth.password": "auth-Secret-4",
+    "users.app.password": "app-Secret-5",
+    "users.legacy_move.password": "move-Secret-6",
+    "patroni.restapi.password": "api-Secret-7",
+    "web.secret_key": "web-Secret-8",
+}
+
+
+def with_secrets(raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    for key, value in SECRETS.items():
+        *parents, last = key.split(".")
+        cur = raw
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        cur[last] = value
+    return raw
+
+
+def secrets_seen(pillar: dict) -> set[str]:
+    text = json.dumps(pillar)
+    return {key for key, value in SECRETS.items() if value in text}
+
+
+LAB = config.raw()
+
+#: The lab's roles, and the same hosts with the roles combined differently:
+#: HAProxy on a db host, the site alone on app-01, the old server alone on old-01.
+COMBINED = copy.deepcopy(LAB)
+COMBINED["topology"]["hosts"] = {
+    "jump-01": {"roles": ["jump"], "addresses": {"edge": "10.77.0.10", "private": "10.77.1.10"}},
+    "db-01": {"roles": ["db", "haproxy"], "addresses": {"private": "10.77.1.11"}},
+    "db-02": {"roles": ["db"], "addresses": {"private": "10.77.1.12"}},
+    "db-03": {"roles": ["db"], "addresses": {"private": "10.77.1.13"}},
+    "app-01": {"roles": ["app"], "addresses": {"edge": "10.77.0.20", "private": "10.77.1.20"}},
+    "old-01": {"roles": ["legacy_db"], "addresses": {"private": "10.77.1.30"}},
+}
+
+DB = set(SECRETS) - {"web.secret_key"}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (LAB, {"jump-01": set(), "db-01": DB, "db-02": DB, "db-03": DB, "control": set(),
+           # app-01 runs the site, HAProxy and the old server
+           "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key"}}),
+    (COMBINED, {"jump-01": set(), "db-01": DB, "db-02": DB, "db-03": DB, "control": set(),
+                "app-01": {"users.app.password", "web.secret_key"},
+                "old-01": {"users.app.password", "users.legacy_move.password"}}),
+], ids=["lab", "roles-combined-differently"])
+def test_each_host_receives_only_the_secrets_its_roles_need(raw, expected):
+    data = config.load(settings={k: v for k, v in with_secrets(raw).items() if k != "topology"},
+                       topology=raw["topology"])
+    for host, secrets in expected.items():
+        pillar = view.pillar_for(host, data)
+        assert secrets_seen(pillar) == secrets, host
+        if host != "control":
+            assert set(pillar["halite"]["host"]["secrets"]) == secrets, host
+
+
+def test_a_haproxy_only_host_gets_the_app_password_alone():
+    raw = copy.deepcopy(COMBINED)
+    raw["topology"]["hosts"]["db-01"]["roles"] = ["db"]
+    raw["topology"]["hosts"]["lb-01"] = {"roles": ["haproxy"], "addresses": {"private": "10.77.1.40"}}
+    data = config.load(settings={k: v for k, v in with_secrets(raw).items() if k != "topology"},
+                       topology=raw["topology"])
+    assert secrets_seen(view.pillar_for("lb-01", data)) == {"users.app.password"}
+
+
+def test_config_show_masks_every_secret_the_host_holds():
+    data = config.load(settings={k: v for k, v in with_secrets(LAB).items() if k != "topology"},
+                       topology=LAB["topology"])
+    shown = config.show("db-01", data)
+    assert secrets_seen({"halite": shown}) == set()
+    assert shown["users"]["superuser"]["password"] == view.MASK
+    assert "password" not in config.show("jump-01", data)["users"]["superuser"]
+
+
+def test_show_names_the_hosts_when_the_host_is_unknown():
+    with pytest.raises(config.ConfigError) as info:
+        config.show("db-09")
+    assert "'db-09' is not in the topology; hosts: jump-01, db-01" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return config.load()
+
+
+def test_etcd_member_list_and_peers(data):
+    v = view.etcd_view(data, "db-02")
+    assert v["initial_cluster"] == ("db-01=http://10.77.1.11:2380,db-02=http://10.77.1.12:2380,"
+                                    "db-03=http://10.77.1.13:2380")
+    assert v["endpoints"] == ["10.77.1.11:2379", "10.77.1.12:2379", "10.77.1.13:2379"]
+    assert v["peers"] == ["10.77.1.11", "10.77.1.13"]
+    assert v["peer_url"] == "http://10.77.1.12:2380"
+    assert v["token"] == "halite-lab"
+
+
+def test_pg_hba_follows_the_access_table(data):
+    hba = view.pg_hba(data)
+    assert "host replication replicator 10.77.1.12/32 scram-sha-256" in hba
+    assert "host all carsale,pgbouncer_auth 10.77.1.20/32 scram-sha-256" in hba
+    # the app host may use the pooler's users, never replication or the superuser
+    assert not any("10.77.1.20" in line and ("replication" in line or "postgres," in line) for line in hba)
+    assert not any("0.0.0.0" in line for line in hba)
+    # take haproxy out of the postgresql row of the table: app-01 leaves pg_hba too
+    narrowed = copy.deepcopy(data)
+    for svc in narrowed["firewall"]["services"]:
+        if svc["name"] == "postgresql":
+            svc["from"] = ["db"]
+    assert not any("10.77.1.20" in line or "10.77.0.20" in line for line in view.pg_hba(narrowed))
+    rule = [r for r in view.firewall_rules(narrowed, "db-01") if r["name"] == "postgresql"][0]
+    assert rule["sources"] == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
+
+
+def test_legacy_server_admits_the_hosts_the_table_names(data):
+    assert view.legacy_hba_sources(data) == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
+
+
+def test_dcs_mapping_is_one_mapping_in_the_declared_key_order(data):
+    dcs = view.patroni_dcs(data)
+    assert list(dcs)[:-1] == [k for k in model.DCS_KEYS if k in dcs]
+    assert dcs["ttl"] == 20 and dcs["loop_wait"] == 3
+    assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"
+    assert dcs["postgresql"]["use_pg_rewind"] is True
+
+
+@pytest.mark.parametrize("family, version, bindir, pkgs, unit", [
+    ("Debian", 15, "/usr/lib/postgresql/15/bin", ["postgresql-15", "postgresql-client-15"], "postgresql@15-legacy"),
+    ("Debian", 17, "/usr/lib/postgresql/17/bin", ["postgresql-17", "postgresql-client-17"], "postgresql@17-legacy"),
+    ("RedHat", 16, "/usr/pgsql-16/bin", ["postgresql16-server", "postgresql16"], "postgresql@16-legacy"),
+])
+def test_versioned_paths_are_resolved_once(family, version, bindir, pkgs, unit):
+    p = platforms.resolve(family, version)
+    assert p["paths"]["pg_bindir"] == bindir
+    assert p["pkgs"]["postgresql"] == pkgs
+    assert p["services"]["legacy"] == unit
+    assert "{v}" not in json.dumps(p) and "{legacy}" not in json.dumps(p)
+
+
+def test_pillar_example_is_generated_from_the_model():
+    text = (config.REPO / "pillar.example").read_text()
+    assert text == example.render(), "pillar.example is stale: run `halite config example > pillar.example`"
+    # key by key and value by value: the example parses to the model's defaults
+    parsed = yaml.safe_load(text)
+    assert parsed.pop("users") is None  # every user is required: listed in comments only
+    assert parsed == example.defaults()
+    for user in model.Users.model_fields:
+        assert f"  # {user}: {{username: ..., password: ..." in text
