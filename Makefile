@@ -36,6 +36,7 @@ deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx
 	@mkdir -p .salt-run/cache/proc
 
 demo: deps
+	$(HALITE) config check
 	$(HALITE) lab up
 	$(SALT_RUN) state.orchestrate orch.deploy
 	$(SALT_RUN) state.orchestrate orch.migrate

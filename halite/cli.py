@@ -81,7 +81,7 @@ def _config(args: argparse.Namespace) -> int:
     settings = [Path(p) for p in args.settings] if args.settings is not None else None
     if args.action == "check":
         problems = config.check(topo, settings)
-        files = [str(topo or config.topology_path())] + [str(p) for p in (settings or config.settings_paths())]
+        files = [os.path.relpath(p) for p in [topo or config.topology_path(), *(settings or config.settings_paths())]]
         if problems:
             print(f"halite: {len(problems)} problem(s) in {', '.join(files)}:", file=sys.stderr)
             for key, msg in problems:

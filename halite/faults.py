@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import subprocess
 
-from halite import config, lab
+from halite import config, lab, view
 
 FAULT_TABLE = "halite_fault"
-PG_PIDFILE = "/var/lib/postgresql/{v}/halite/postmaster.pid"
 
 
 def _nsenter(host: str, cmd: list[str], namespaces: str = "-a", check: bool = True) -> subprocess.CompletedProcess:
@@ -29,12 +28,13 @@ def _nsenter(host: str, cmd: list[str], namespaces: str = "-a", check: bool = Tr
     return res
 
 
-def _pg_version() -> int:
-    return int(config.load()["postgresql"]["version"])
+def _pg_datadir(host: str) -> str:
+    """The host's PostgreSQL data directory, from its view (one place knows the path)."""
+    return view.pillar_for(host, config.load())["halite"]["paths"]["pg_datadir"]
 
 
 def postmaster_pid(host: str) -> int:
-    res = _nsenter(host, ["head", "-1", PG_PIDFILE.format(v=_pg_version())])
+    res = _nsenter(host, ["head", "-1", f"{_pg_datadir(host)}/postmaster.pid"])
     return int(res.stdout.strip())
 
 
