@@ -393,7 +393,7 @@ def _namespace(v: str) -> str:
 
 class Patroni(Model):
     version: Annotated[str, AfterValidator(_pip_version)] = Field(
-        "4.1.*", description="Patroni version from PyPI (after ==, e.g. 4.1.*)")
+        "4.1.*", description="Patroni version from PyPI (pip specifier)")
     scope: Name = Field("halite", description="the cluster's name in the DCS")
     namespace: Annotated[str, AfterValidator(_namespace)] = Field(
         "/service/", description="the DCS key prefix")
@@ -753,7 +753,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     if not any(n.control_address for n in topo.networks.values()):
         p.append(("topology.networks", "no network gives control_address (the control machine's address)"))
 
-    # roles named by the firewall's table exist
+    # roles named by the firewall's table exist: one line per role (a missing jump, db or haproxy host is
+    # reported above already)
     unheld: dict[str, list[str]] = {}
     for i, svc in enumerate(s.firewall.services):
         for field, roles in (("to", svc.to), ("from", svc.from_)):
@@ -763,7 +764,7 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     for role, where in unheld.items():
         also = f" (also named by {', '.join(w.removeprefix('firewall.') for w in where[1:])})" if where[1:] else ""
         p.append((where[0], f"names role {role!r}, which no host of the topology has{also}; "
-                            f"give a host the role or remove it from the table"))
+                            "give a host the role or remove it from the table"))
     # every port halite listens on is opened by the access table to the role that listens
     needed = [("etcd.client_port", s.etcd.client_port, "db"), ("etcd.peer_port", s.etcd.peer_port, "db"),
               ("postgresql.port", s.postgresql.port, "db"), ("patroni.restapi.port", s.patroni.restapi.port, "db"),

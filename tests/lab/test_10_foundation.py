@@ -90,14 +90,38 @@ def test_dry_run_on_a_converged_host_has_nothing_to_do(deployed):
         assert summary[host]["changed"] == {}, (host, summary[host]["changed"])
 
 
+#: Files each role's states manage: none may change when the pillar is bad.
+WATCHED = {"jump-01": ["/etc/nftables.conf", "/etc/ssh/sshd_config.d/50-halite.conf"],
+           "db-01": ["/etc/nftables.conf", "/etc/patroni/patroni.yml", "/etc/pgbouncer/pgbouncer.ini", "/etc/default/etcd"],
+           "app-01": ["/etc/nftables.conf", "/etc/haproxy/haproxy.cfg"]}
+
+
+def _mtimes() -> dict:
+    out = {}
+    for host, paths in WATCHED.items():
+        rc, data = salt_ssh(host, "cmd.run", "stat -c '%n %.9Y' " + " ".join(paths))
+        assert rc == 0, data
+        lines = data[host].splitlines()
+        assert len(lines) == len(paths), data
+        out.update({(host, line.split()[0]): line.split()[1] for line in lines})
+    return out
+
+
 def test_bad_pillar_stops_before_any_host_changes(deployed, tmp_path):
+    """Three mistakes of different kinds: each named on every host, nothing applied anywhere."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("patroni: {dcs: {ttl: 10, loop_wait: 10, retry_timeout: 10}}\n")
-    marker = "/etc/nftables.conf"
-    _, before = salt_ssh("*", "file.stats", marker)
+    bad.write_text("patroni: {dcs: {tll: 20}}\nhaproxy: {write_port: '5000'}\npgbouncr: {}\n")
+    before = _mtimes()
     rc, data = salt_ssh("*", "state.apply", env={"HALITE_SETTINGS": str(bad)})
     assert rc != 0
-    text = str(data)
-    assert "patroni.dcs.ttl" in text and "Patroni's minimum is 20" in text, text[:2000]
-    _, after = salt_ssh("*", "file.stats", marker)
-    assert {h: v["mtime"] for h, v in before.items()} == {h: v["mtime"] for h, v in after.items()}
+    for host in HOSTS:
+        text = str(data.get(host))
+        assert "patroni.dcs.tll: unknown key; did you mean 'ttl'?" in text, (host, text[:2000])
+        assert "haproxy.write_port: is '5000' (a string); expected an integer" in text, (host, text[:2000])
+        assert "pgbouncr: unknown key; did you mean 'pgbouncer'?" in text, (host, text[:2000])
+    # the orchestration stops too, before its first step
+    res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy"], env={"HALITE_SETTINGS": str(bad)}, timeout=600)
+    assert res.returncode != 0
+    assert "patroni.dcs.tll: unknown key" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    assert "deploy-base" not in res.stdout, res.stdout[-3000:]
+    assert _mtimes() == before

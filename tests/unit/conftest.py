@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-for _sub in ("_states", "_modules", "_utils"):
-    _path = str(REPO / _sub)
+# the tree under test first: an editable install may point at another checkout
+for _sub in ("_states", "_modules", "_utils", "."):
+    _path = str((REPO / _sub).resolve())
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

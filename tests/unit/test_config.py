@@ -1,5 +1,7 @@
-"""Validation of the topology and settings: each bad input stops with one
-message naming the key, before anything touches a host."""
+"""Reading, merging and checking the description (halite/config.py): a bad
+input stops config.load with one line per problem, before anything touches a
+host; the pillar and the roster follow the checked description. Each bad value
+the model refuses, case by case, is in test_model.py."""
 import copy
 
 import pytest
@@ -37,55 +39,15 @@ def test_the_shipped_description_is_valid(good):
 def test_host_without_address(good):
     topo, settings = copy.deepcopy(good)
     del topo["hosts"]["db-02"]["addresses"]
-    expect(topo, settings, "topology.hosts.db-02.addresses", "every host needs an address")
-
-
-def test_duplicate_address(good):
-    topo, settings = copy.deepcopy(good)
-    topo["hosts"]["db-03"]["addresses"]["private"] = topo["hosts"]["db-01"]["addresses"]["private"]
-    expect(topo, settings, "topology.hosts.db-03.addresses.private", "already the address of db-01")
+    expect(topo, settings, "topology.hosts.db-02.addresses", "is missing")
 
 
 def test_duplicate_name_differing_in_case(good):
+    # host names are lower-case DNS labels, so two names differing in case cannot both be given
     topo, settings = copy.deepcopy(good)
     topo["hosts"]["DB-01"] = copy.deepcopy(topo["hosts"]["db-01"])
     topo["hosts"]["DB-01"]["addresses"] = {"private": "10.77.1.99"}
-    expect(topo, settings, "topology.hosts.DB-01", "duplicate host name")
-
-
-def test_address_outside_its_network(good):
-    topo, settings = copy.deepcopy(good)
-    topo["hosts"]["db-01"]["addresses"]["private"] = "10.99.0.1"
-    expect(topo, settings, "topology.hosts.db-01.addresses.private", "outside network private")
-
-
-def test_role_with_no_host(good):
-    topo, settings = copy.deepcopy(good)
-    topo["hosts"]["app-01"]["roles"] = ["app"]
-    expect(topo, settings, "topology.hosts (role haproxy)", "no host has the role 'haproxy'")
-
-
-@pytest.mark.parametrize("count", [2, 4])
-def test_etcd_member_count_even_or_small(good, count):
-    topo, settings = copy.deepcopy(good)
-    dbs = [h for h in topo["hosts"] if h.startswith("db-")]
-    for i, host in enumerate(dbs[count:] if count < 3 else []):
-        del topo["hosts"][host]
-    if count == 4:
-        topo["hosts"]["db-04"] = {"roles": ["db"], "addresses": {"private": "10.77.1.14"}}
-    expect(topo, settings, "topology.hosts (role db: etcd members)", f"the topology gives {count}")
-
-
-def test_unknown_os_family(good):
-    topo, settings = copy.deepcopy(good)
-    topo["hosts"]["db-01"]["os_family"] = "Solaris"
-    expect(topo, settings, "topology.hosts.db-01.os_family", "unknown OS family 'Solaris'")
-
-
-def test_ttl_below_loop_wait_plus_two_retry_timeouts(good):
-    topo, settings = copy.deepcopy(good)
-    settings["patroni"]["dcs"].update({"ttl": 24, "loop_wait": 10, "retry_timeout": 8})
-    expect(topo, settings, "patroni.dcs.ttl", "below loop_wait + 2 x retry_timeout = 26")
+    expect(topo, settings, "topology.hosts", "is 'DB-01'; a host name is a DNS label: lower-case letters")
 
 
 def test_every_profile_is_checked_not_only_the_chosen_one(good):
@@ -95,46 +57,54 @@ def test_every_profile_is_checked_not_only_the_chosen_one(good):
     settings["patroni"]["profiles"]["too-fast"] = {"ttl": 15}
     expect(topo, settings, "patroni.profiles.too-fast.ttl", "Patroni's minimum is 20")
     settings["patroni"]["profiles"]["too-fast"] = "fast"
-    expect(topo, settings, "patroni.profiles.too-fast", "a mapping of timing values was expected")
+    expect(topo, settings, "patroni.profiles.too-fast", "is 'fast' (a string); expected a mapping")
     del settings["patroni"]["profiles"]["too-fast"]
     settings["patroni"]["profiles"]["halite"] = "fast"  # the chosen one: a clear error, not a TypeError
-    expect(topo, settings, "patroni.profiles.halite", "a mapping of timing values was expected")
+    expect(topo, settings, "patroni.profiles.halite", "is 'fast' (a string); expected a mapping")
 
 
-@pytest.mark.parametrize("key,value,minimum", [("ttl", 19, 20), ("loop_wait", 0, 1), ("retry_timeout", 2, 3)])
-def test_values_under_patroni_minimums(good, key, value, minimum):
+def test_every_problem_comes_at_once_the_first_also_as_key_and_problem(good):
     topo, settings = copy.deepcopy(good)
-    settings["patroni"]["dcs"][key] = value
-    expect(topo, settings, f"patroni.dcs.{key}", f"Patroni's minimum is {minimum}")
-
-
-def test_synchronous_mode_needs_a_second_member(good):
-    topo, settings = copy.deepcopy(good)
-    # a topology with a single db host fails the etcd rule first; check the rule itself
-    data = load(topo, settings)
-    data["topology"]["hosts"] = {k: v for k, v in data["topology"]["hosts"].items() if k != "db-02" and k != "db-03"}
-    with pytest.raises(config.ConfigError) as info:
-        config.validate_settings(data)
-    assert info.value.key == "patroni.dcs.synchronous_mode"
-
-
-@pytest.mark.parametrize("password", ["", None])
-def test_missing_or_empty_password(good, password):
-    topo, settings = copy.deepcopy(good)
-    settings["users"]["replication"]["password"] = password
-    expect(topo, settings, "users.replication.password", "missing or empty")
-
-
-def test_unknown_postgresql_version(good):
-    topo, settings = copy.deepcopy(good)
+    topo["hosts"]["db-01"]["os_family"] = "Solaris"
     settings["postgresql"]["version"] = 11
-    expect(topo, settings, "postgresql.version", "no known binary directory for PostgreSQL 11 on Debian")
+    settings["users"]["replication"]["password"] = ""
+    with pytest.raises(config.ConfigError) as info:
+        load(topo, settings)
+    assert [k for k, _ in info.value.problems] == [
+        "topology.hosts.db-01.os_family", "postgresql.version", "users.replication.password"], str(info.value)
+    assert (info.value.key, info.value.problem) == info.value.problems[0]
+    assert str(info.value).splitlines()[1] == "postgresql.version: is 11; allowed: 13, 14, 15, 16, 17 or 18"
 
 
-def test_unknown_profile(good):
+def test_check_lists_the_problems_of_files(tmp_path):
+    topology = config.PILLAR_DIR / "topology.yaml"
+    secrets = config.PILLAR_DIR / "secrets.yaml"
+    bad = tmp_path / "local.yaml"
+    bad.write_text("pgbouncer:\n  pool_mode: sometimes\n")
+    assert config.check(topology, [secrets]) == []
+    assert [k for k, _ in config.check(topology, [secrets, bad])] == ["pgbouncer.pool_mode"]
+    bad.write_text("etcd:\n  peer_port: 2379\n")
+    assert config.check(topology, [secrets, bad]) == [
+        ("etcd.peer_port", "port 2379 is also etcd.client_port on hosts db-01, db-02, db-03")]
+
+
+@pytest.mark.parametrize("text,words", [
+    ("pgbouncer: [unclosed\n", "is not valid YAML"),
+    ("- a list\n", "must hold a mapping at its top level"),
+])
+def test_a_settings_file_that_is_not_a_mapping_is_named(tmp_path, text, words):
+    path = tmp_path / "local.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(settings_files=[path])
+    assert info.value.key == str(path) and words in info.value.problem
+
+
+def test_the_topology_belongs_in_its_own_file(good):
     topo, settings = copy.deepcopy(good)
-    settings["patroni"]["profile"] = "turbo"
-    expect(topo, settings, "patroni.profile", "unknown profile 'turbo'")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(topo, {**settings, "topology": topo})
+    assert info.value.key == "topology" and "belongs in the topology file" in info.value.problem
 
 
 def test_firewall_rules_follow_the_topology(good):
