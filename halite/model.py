@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
 import math
@@ -854,6 +855,29 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
 # entry point
 
 
+def _without_defaultable(raw: dict, exc: ValidationError) -> dict | None:
+    """``raw`` without the keys of ``exc``'s errors, if each is unknown or has a default; else None."""
+    out = copy.deepcopy(raw)
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if not loc or any(isinstance(part, int) or part == "[key]" for part in loc):
+            return None
+        if err["type"] != "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            if parent is None:
+                return None
+            fields = {(f.alias or n): f for n, f in parent.model_fields.items()}
+            if loc[-1] not in fields or fields[loc[-1]].is_required():
+                return None
+        node = out
+        for part in loc[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or loc[-1] not in node:
+            return None
+        del node[loc[-1]]
+    return out
+
+
 def validate(raw: Any) -> Settings:
     """Check a whole description (topology under ``topology``, settings beside it).
 
@@ -866,7 +890,23 @@ def validate(raw: Any) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_sentences(exc)) from None
+        problems = _sentences(exc)
+        # Rules across keys need typed values. Where every wrong value is an
+        # unknown key or a key with a default, check the rules once more with
+        # those keys left out, so that one run reports both kinds of mistake.
+        repaired = _without_defaultable(raw, exc)
+        if repaired is not None:
+            # a rule about a key that was left out (or about its parent) would mislead: skip those
+            removed = [key for key, _ in problems]
+
+            def related(key: str) -> bool:
+                return any(key.startswith(r) or r.startswith(key.split(" ")[0]) for r in removed)
+            try:
+                problems += [pr for pr in cross_checks(Settings.model_validate(repaired))
+                             if pr not in problems and not related(pr[0])]
+            except ValidationError:
+                pass
+        raise ConfigError(problems) from None
     problems = cross_checks(settings)
     if problems:
         raise ConfigError(problems)

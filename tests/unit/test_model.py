@@ -414,6 +414,31 @@ def test_every_rule_across_keys_is_reported_at_once():
     assert info.value.key == "topology.hosts (role db: etcd members)"
 
 
+def test_type_mistakes_and_rules_across_keys_in_one_run():
+    """Wrong values that are unknown keys or have defaults are left out, and the
+    rules across keys run on the rest: both kinds come back from one check."""
+    d = base()
+    d["patroni"]["dcs"] = {"tll": 20}
+    d["haproxy"] = {"write_port": "5000", "read_port": 5001, "stats_port": 5001}
+    d["etcd"] = {"election_timeout": 300}
+    with pytest.raises(model.ConfigError) as info:
+        model.validate(d)
+    assert info.value.problems == [
+        ("patroni.dcs.tll", "unknown key; did you mean 'ttl'?"),
+        ("haproxy.write_port", "is '5000' (a string); expected an integer"),
+        ("haproxy.stats_port", "port 5001 is also haproxy.read_port on host app-01"),
+        ("etcd.election_timeout", "is 300; must be at least 5 x heartbeat_interval = 500"),
+    ]
+
+
+def test_rules_about_a_key_left_out_are_not_reported():
+    d = base()
+    d["topology"]["networks"]["edge"]["control_address"] = "fd00::1"  # the only control address, wrong
+    with pytest.raises(model.ConfigError) as info:
+        model.validate(d)
+    assert [k for k, _ in info.value.problems] == ["topology.networks.edge.control_address"]
+
+
 def test_rules_a_single_mistake_cannot_reach_alone():
     """synchronous_mode with one db host, and etcd's two ports without db hosts, are also refused."""
     settings = model.validate(base())
