@@ -751,6 +751,9 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     for h in with_role("db"):
         if hosts[h].addresses and "private" not in hosts[h].addresses:
             p.append((f"topology.hosts.{h}.addresses", "a db host needs an address on the 'private' network"))
+        if "legacy_db" in hosts[h].roles:
+            p.append((f"topology.hosts.{h}.roles", "has db and legacy_db; the old server must live on another "
+                                                  "host than the cluster's members"))
     if not any(n.control_address for n in topo.networks.values()):
         p.append(("topology.networks", "no network gives control_address (the control machine's address)"))
 

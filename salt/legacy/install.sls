@@ -1,7 +1,5 @@
 {%- from "map.jinja" import hl with context %}
-{%- if 'db' in hl.host.roles %}
-{{- raise("halite: host " ~ grains['id'] ~ " has the roles db and legacy_db; the legacy server must live on another host") }}
-{%- endif %}
+{#- db and legacy_db on one host is refused by the model (halite/model.py cross_checks) #}
 include:
   - base.packages
 {%- if grains['os_family'] == 'Debian' %}

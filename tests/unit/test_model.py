@@ -258,6 +258,8 @@ CASES = [
     ("ipv6-network", put("topology.networks.private.cidr", "fd00:77:1::/64"), "topology.networks.private.cidr",
      ["'fd00:77:1::/64'", IPV6]),
     ("ipv6-lab-range", put("topology.lab_range", "fd00::/48"), "topology.lab_range", ["'fd00::/48'", IPV6]),
+    ("legacy-on-a-db-host", do(lambda d: d["topology"]["hosts"]["db-01"]["roles"].append("legacy_db")),
+     "topology.hosts.db-01.roles", "has db and legacy_db"),
     ("ipv6-control-address", put("topology.networks.edge.control_address", "fd00::1"),
      "topology.networks.edge.control_address", ["'fd00::1'", IPV6]),
     ("ipv6-web-bind", put("web.bind", "[::1]:8000"), "web.bind", ["'[::1]:8000'", IPV6, "e.g. 127.0.0.1:8000"]),
