@@ -317,6 +317,12 @@ def _sysctl_key(v: str) -> str:
 SysctlKey = Annotated[str, AfterValidator(_sysctl_key)]
 
 
+def _retention(v: str) -> str:
+    if not re.match(r"^([0-9]+|[0-9]+(ms|s|m|h))$", v):
+        raise ValueError(f"is {v!r}; a duration such as 30m or 1h, or a whole number of revisions")
+    return v
+
+
 class Etcd(Model):
     client_port: Port = Field(2379, description="etcd's client port")
     peer_port: Port = Field(2380, description="etcd's peer port")
@@ -325,6 +331,14 @@ class Etcd(Model):
     election_timeout: Annotated[int, Field(ge=50, le=50000)] = Field(1000, description="ms; at least 5 x heartbeat")
     keep_leader_off_primary: bool = Field(
         True, description="hand etcd's leadership away from the PostgreSQL primary's host")
+    # Patroni writes to etcd on every HA loop: without compaction the history
+    # grows until the quota, after which etcd refuses writes (no leader race won).
+    auto_compaction_mode: Literal["periodic", "revision"] = Field(
+        "periodic", description="etcd's history compaction: periodic (by age) or revision (by count)")
+    auto_compaction_retention: Annotated[str, AfterValidator(_retention)] = Field(
+        "1h", description="history kept: a duration (periodic, e.g. 1h) or a revision count (revision, e.g. 10000)")
+    quota_backend_bytes: Annotated[int, Field(ge=16 * 2**20, le=8 * 2**30)] = Field(
+        2 * 2**30, description="etcd's backend size limit in bytes (16 MiB - 8 GiB; etcd's default 2 GiB)")
 
 
 def _default_pg_parameters() -> dict:
@@ -818,6 +832,9 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     if s.etcd.client_port == s.etcd.peer_port and not with_role("db"):
         p.append(("etcd.peer_port", "must differ from etcd.client_port"))
 
+    if s.etcd.auto_compaction_mode == "revision" and not s.etcd.auto_compaction_retention.isdigit():
+        p.append(("etcd.auto_compaction_retention", f"is {s.etcd.auto_compaction_retention!r}; with "
+                                                    "auto_compaction_mode revision it is a number of revisions"))
     # etcd timing (etcd's tuning guide: election timeout at least 5 x the heartbeat)
     if s.etcd.election_timeout < 5 * s.etcd.heartbeat_interval:
         p.append(("etcd.election_timeout", f"is {s.etcd.election_timeout}; must be at least 5 x "

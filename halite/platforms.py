@@ -10,7 +10,10 @@ from __future__ import annotations
 #: Paths that are the same on every family.
 COMMON_PATHS = {
     "nftables_conf": "/etc/nftables.conf",
-    "sshd_dropin": "/etc/ssh/sshd_config.d/50-halite.conf",
+    # sshd keeps the first value it reads: halite's drop-in sorts before a
+    # distribution's or cloud-init's (50-cloud-init.conf allows passwords)
+    "sshd_dropin": "/etc/ssh/sshd_config.d/00-halite.conf",
+    "sshd_dropin_old": "/etc/ssh/sshd_config.d/50-halite.conf",
     "sysctl_conf": "/etc/sysctl.d/90-halite.conf",
     "patroni_venv": "/opt/patroni",
     "patroni_conf": "/etc/patroni/patroni.yml",

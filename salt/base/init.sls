@@ -1,4 +1,5 @@
-# Base layer for every host: packages, time, firewall, SSH, kernel, names, SELinux.
+# Base layer for every host: packages, time, firewall, SSH, kernel, names,
+# automatic upgrades (off on db hosts), SELinux.
 include:
   - base.packages
   - base.chrony
@@ -6,6 +7,7 @@ include:
   - base.ssh
   - base.sysctl
   - base.hosts
+  - base.upgrades
 {%- if grains.get('os_family') == 'RedHat' %}
   - base.selinux
 {%- endif %}

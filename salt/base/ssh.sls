@@ -1,7 +1,13 @@
 {%- from "map.jinja" import hl with context %}
 # SSH hardening: keys only. Only the jump host forwards TCP (it is the bastion).
+# sshd keeps the first value it reads, so the drop-in sorts first (00-): a
+# 50-cloud-init.conf that allows passwords cannot override it.
 include:
   - base.packages
+
+base-sshd-old-dropin-absent:
+  file.absent:
+    - name: {{ hl.paths.sshd_dropin_old }}
 
 base-sshd-config:
   file.managed:
@@ -28,6 +34,7 @@ base-sshd-config-valid:
     - name: sshd -t
     - onchanges:
       - file: base-sshd-config
+      - file: base-sshd-old-dropin-absent
 
 base-sshd-running:
   service.running:

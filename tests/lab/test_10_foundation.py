@@ -71,6 +71,42 @@ def test_ssh_is_keys_only(deployed):
         assert "permitrootlogin without-password" in data[host] or "permitrootlogin prohibit-password" in data[host]
 
 
+def test_a_cloud_init_dropin_that_allows_passwords_does_not_win(deployed):
+    """sshd keeps the first value it reads: halite's 00-halite.conf sorts before 50-cloud-init.conf."""
+    dropin = "/etc/ssh/sshd_config.d/50-cloud-init.conf"
+    rc, data = salt_ssh("db-01", "file.write", dropin, "PasswordAuthentication yes\nPermitRootLogin yes\n")
+    assert rc == 0, data
+    try:
+        rc, data = salt_ssh("db-01", "cmd.run", "sshd -T")
+        assert rc == 0, data
+        assert "passwordauthentication no" in data["db-01"].splitlines()
+        assert "permitrootlogin without-password" in data["db-01"].splitlines()
+    finally:
+        salt_ssh("db-01", "file.remove", dropin)
+
+
+def test_db_hosts_take_no_unattended_upgrades_and_restart_nothing(deployed):
+    rc, data = salt_ssh("db-*", "cmd.run", "apt-config dump APT::Periodic::Unattended-Upgrade; "
+                        "cat /etc/needrestart/conf.d/99-halite.conf")
+    assert rc == 0, data
+    for host in ("db-01", "db-02", "db-03"):
+        assert 'APT::Periodic::Unattended-Upgrade "0";' in data[host], data[host]
+        assert "$nrconf{restart} = 'l';" in data[host], data[host]
+    rc, data = salt_ssh("jump-01", "file.file_exists", "/etc/apt/apt.conf.d/99halite-no-unattended-upgrades")
+    assert data == {"jump-01": False}
+
+
+def test_etcd_runs_with_compaction_and_a_quota(deployed):
+    settings = config.load()["etcd"]
+    rc, data = salt_ssh("db-*", "cmd.run", "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value etcd)/environ")
+    assert rc == 0, data
+    for host in ("db-01", "db-02", "db-03"):
+        env = data[host].splitlines()
+        assert f"ETCD_AUTO_COMPACTION_MODE={settings['auto_compaction_mode']}" in env, env
+        assert f"ETCD_AUTO_COMPACTION_RETENTION={settings['auto_compaction_retention']}" in env, env
+        assert f"ETCD_QUOTA_BACKEND_BYTES={settings['quota_backend_bytes']}" in env, env
+
+
 def test_second_state_apply_reports_zero_changes(deployed):
     rc, data = salt_ssh("*", "state.apply")
     summary = state_summary(data)
@@ -91,7 +127,7 @@ def test_dry_run_on_a_converged_host_has_nothing_to_do(deployed):
 
 
 #: Files each role's states manage: none may change when the pillar is bad.
-WATCHED = {"jump-01": ["/etc/nftables.conf", "/etc/ssh/sshd_config.d/50-halite.conf"],
+WATCHED = {"jump-01": ["/etc/nftables.conf", "/etc/ssh/sshd_config.d/00-halite.conf"],
            "db-01": ["/etc/nftables.conf", "/etc/patroni/patroni.yml", "/etc/pgbouncer/pgbouncer.ini", "/etc/default/etcd"],
            "app-01": ["/etc/nftables.conf", "/etc/haproxy/haproxy.cfg"]}
 

@@ -30,6 +30,10 @@ def test_highstate_renders(tmp, host, family):
                 "postgresql-distro-service-disabled", "patroni-dynamic-config"} <= ids
     if host == "app-01":
         assert "haproxy-config-file" in ids
+    upgrades = {"Debian": {"base-unattended-upgrades-off", "base-needrestart-list-only"},
+                "RedHat": {"base-dnf-automatic-off"}}[family]
+    assert (upgrades <= ids) == host.startswith("db-"), (host, ids & upgrades)
+    assert "base-sshd-old-dropin-absent" in ids
     if family == "RedHat":
         assert "base-selinux-enforcing" in ids and "base-selinux-haproxy-connect-any" in ids
         assert states["base-chrony-running"]["service"][0] == {"name": "chronyd"} or \
