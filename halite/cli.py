@@ -101,12 +101,36 @@ def _config(args: argparse.Namespace) -> int:
 def _cluster(args: argparse.Namespace) -> int:
     from halite import failover
 
-    members = failover.Cluster().members()
-    rows = [{"member": m.get("name"), "host": m.get("host"), "role": m.get("role"), "state": m.get("state"),
-             "timeline": m.get("timeline", ""), "lag": "" if m.get("role") in ("leader", "primary") else m.get("lag", "")}
-            for m in members]
-    print(lab.format_table(rows, ["member", "host", "role", "state", "timeline", "lag"]))
-    return 0
+    try:
+        return _cluster_tables(args, failover.Cluster())
+    except KeyboardInterrupt:
+        return 0
+
+
+def _cluster_tables(args: argparse.Namespace, cluster) -> int:
+    import time
+
+    shown = 0
+    while True:
+        try:
+            members = cluster.members()
+            rows = [{"member": m.get("name"), "host": m.get("host"), "role": m.get("role"), "state": m.get("state"),
+                     "timeline": m.get("timeline", ""),
+                     "lag": "" if m.get("role") in ("leader", "primary") else m.get("lag", "")} for m in members]
+            table = lab.format_table(rows, ["member", "host", "role", "state", "timeline", "lag"])
+        except RuntimeError as exc:
+            if not args.watch:
+                raise
+            table = f"no answer from the cluster: {exc}"
+        if args.watch and sys.stdout.isatty():
+            print("\033[H\033[2J", end="")  # clear the screen, like patronictl list -W
+        if args.watch:
+            print(time.strftime("%Y-%m-%d %H:%M:%S"), f"(every {args.interval:g} s; Ctrl-C ends)")
+        print(table, flush=True)
+        shown += 1
+        if not args.watch or (args.count and shown >= args.count):
+            return 0
+        time.sleep(args.interval)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -151,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     p_config.add_argument("--settings", nargs="*", help="settings files, merged in order (default: pillar's)")
     p_config.set_defaults(func=_config)
     p_cluster = sub.add_parser("cluster", help="the lab's Patroni cluster: member, host, role, state, timeline, lag")
+    p_cluster.add_argument("-W", "--watch", action="store_true", help="refresh the table until Ctrl-C")
+    p_cluster.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    p_cluster.add_argument("--count", type=int, default=0, help="stop after this many tables (--watch; 0: never)")
     p_cluster.set_defaults(func=_cluster)
     p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
     p_bench.add_argument("name", choices=["failover"])

@@ -44,6 +44,14 @@ def test_one_leader_and_two_streaming_replicas(deployed):
     assert all(m["timeline"] == ms[0]["timeline"] for m in ms)
 
 
+def test_halite_cluster_watch_refreshes_the_table(deployed):
+    res = run([BIN / "halite", "cluster", "--watch", "--interval", "0.5", "--count", "2"], timeout=60, check=True)
+    assert res.stdout.count("Ctrl-C ends") == 2, res.stdout
+    tables = res.stdout.split("Ctrl-C ends")[1:]
+    for table in tables:
+        assert table.count(" leader ") == 1 and table.count(" streaming ") == 2, res.stdout
+
+
 def test_etcd_has_three_healthy_members(deployed):
     rc, data = salt_ssh(DB_HOSTS[0], "etcd_cluster.health")
     assert rc == 0, data
