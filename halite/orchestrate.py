@@ -1,0 +1,391 @@
+"""Run a Salt orchestration and show each step while it runs: ``halite orch NAME``.
+
+``salt-run state.orchestrate`` prints nothing until the whole orchestration
+has ended, which for ``orch.deploy`` is minutes. Salt already announces every
+step on its event bus; there is just no bus without a salt-master. So this
+module runs the orchestration the way Salt's ``state.orchestrate`` runner does
+(a ``MasterMinion`` calling ``state.sls`` with an orchestration jid), with two
+differences:
+
+* it starts Salt's own event publisher for the master ``sock_dir`` (what a
+  salt-master runs) and follows it, printing a line when a step starts and
+  when it ends:
+
+  - ``salt/run/<jid>/args``: fired by ``salt.state``/``salt.function``/
+    ``salt.runner`` steps just before they run (name, target);
+  - ``salt/job/<jid>/prog/<id>/<n>``: fired by the state engine when a step
+    has ended, with its full result (``state_events``);
+
+* it closes what it opens (the ``MasterMinion``), so a successful run ends
+  without Salt's ``unclosed ...`` warnings or the ``highstate_return`` import
+  traceback that ``salt-run`` leaves at interpreter exit (see :func:`run`).
+
+The final summary is Salt's ``highstate`` output, as ``salt-run`` prints it.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, TextIO
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "etc" / "salt"
+
+
+class Step(NamedTuple):
+    """One line of progress, decoded from one event of the orchestration."""
+
+    kind: str  # "started" or "ended"
+    name: str  # the step's name (its ID unless ``name:`` is set)
+    targets: str = ""  # what the step targets, as written (``db-01,db-02``, ``*``)
+    result: bool | None = None  # ended: True, False, or None (test=True, would change)
+    duration: float = 0.0  # ended: seconds, as the state engine measured it
+    changed: int = 0  # ended: states changed (salt.state) or 1 if the step reported changes
+    comment: str = ""  # ended: why it failed, or what it did
+    ran: bool = True  # ended: False when a requisite failed and it never started
+
+    def failed(self) -> bool:
+        return self.kind == "ended" and self.result is False
+
+
+def _first_failure(changes: dict) -> str:
+    """``host: state-id: comment`` of the first failed state in a ``salt.state`` step's changes."""
+    per_host = changes.get("ret") if isinstance(changes, dict) else None
+    if not isinstance(per_host, dict):
+        return ""
+    for host, states in sorted(per_host.items()):
+        if not isinstance(states, dict):
+            return f"{host}: {states}"
+        for key, ret in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0) if isinstance(kv[1], dict) else 0):
+            if isinstance(ret, dict) and ret.get("result") is False:
+                state_id = ret.get("__id__") or (key.split("_|-")[1] if "_|-" in key else key)
+                return f"{host}: {state_id}: {str(ret.get('comment', '')).strip()}"
+    return ""
+
+
+def _changed(changes: dict) -> int:
+    """How many states changed in a step (summed over hosts for a ``salt.state`` step)."""
+    if not changes:
+        return 0
+    per_host = changes.get("ret") if isinstance(changes, dict) else None
+    if changes.get("out") == "highstate" and isinstance(per_host, dict):
+        return sum(1 for states in per_host.values() if isinstance(states, dict)
+                   for ret in states.values() if isinstance(ret, dict) and ret.get("changes"))
+    return 1
+
+
+def decode(tag: str, data: dict, jid: str) -> Step | None:
+    """The progress line an event of orchestration ``jid`` stands for, or None.
+
+    :param tag: the event's tag, e.g. ``salt/run/<jid>/args``
+    :param data: the event's data
+    :param jid: the orchestration's jid; events of other jobs are ignored
+    """
+    if tag == f"salt/run/{jid}/args":
+        targets = data.get("tgt", "")
+        if isinstance(targets, (list, tuple)):
+            targets = ",".join(map(str, targets))
+        if data.get("type") == "runner":
+            targets = "(runner)"
+        return Step("started", str(data.get("name", "?")), str(targets))
+    if tag.startswith(f"salt/job/{jid}/prog/"):
+        ret = data.get("ret", {})
+        comment = str(ret.get("comment", "")).strip()
+        ran = "__state_ran__" not in ret or bool(ret.get("__state_ran__"))
+        ran = ran and not comment.startswith("One or more requisite failed")
+        result = ret.get("result")
+        if result is False:
+            detail = _first_failure(ret.get("changes") or {})
+            if detail and detail not in comment:
+                comment = f"{comment} ({detail})" if comment else detail
+        return Step("ended", str(ret.get("__id__") or ret.get("name", "?")), "", result,
+                    float(ret.get("duration", 0.0)) / 1000.0, _changed(ret.get("changes") or {}), comment, ran)
+    return None
+
+
+class Progress:
+    """Prints progress lines: ``[  12.3s] deploy-etcd  db-01,db-02,db-03  started``."""
+
+    def __init__(self, out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic):
+        self.out = out
+        self.clock = clock
+        self.t0 = clock()
+        self.targets: dict[str, str] = {}  # step name -> targets, from its start
+        self.ended: set[str] = set()
+        self.width = 0
+
+    def _print(self, name: str, targets: str, what: str) -> None:
+        self.width = max(self.width, len(name))
+        print(f"[{self.clock() - self.t0:6.1f}s] {name:<{self.width}}  {targets or '-'}  {what}", file=self.out, flush=True)
+
+    def show(self, step: Step) -> None:
+        if step.kind == "started":
+            self.targets[step.name] = step.targets
+            self._print(step.name, step.targets, "started")
+            return
+        if step.name in self.ended:
+            return
+        self.ended.add(step.name)
+        targets = self.targets.get(step.name, "")
+        first_line = step.comment.splitlines()[0] if step.comment else ""
+        if not step.ran:
+            self._print(step.name, targets, f"not run: {first_line}")
+        elif step.result is False:
+            self._print(step.name, targets, f"FAILED: {step.comment}")
+        elif step.result is None:
+            self._print(step.name, targets, f"would change ({step.duration:.1f}s, {step.changed} to change)")
+        else:
+            self._print(step.name, targets, f"ok ({step.duration:.1f}s, {step.changed} changed)")
+
+
+def master_opts(config_dir: Path = CONFIG_DIR) -> dict:
+    """Salt's master configuration as ``salt-run`` reads it through the Saltfile.
+
+    Relative paths in it (``root_dir: .salt-run``) are relative to the
+    current directory, as for ``salt-run``: run from the repository root.
+    """
+    import salt.config
+
+    return salt.config.master_config(str(Path(config_dir) / "master"))
+
+
+def _setup_logging(opts: dict) -> None:
+    """Salt's logging as ``salt-run`` sets it up: warnings on the console, the rest in its log file."""
+    import salt._logging
+
+    with contextlib.suppress(RuntimeError):  # already frozen (a second run in one process)
+        salt._logging.set_logging_options_dict(opts)
+    salt._logging.setup_logging()
+
+
+def _publish(opts: dict) -> None:
+    """The event publisher a salt-master runs for its ``sock_dir`` (child process)."""
+    import salt.transport
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = salt.transport.ipc_publish_server("master", opts)
+    server.publish_daemon(server.publish_payload)
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def event_bus(opts: dict, timeout: float = 10.0) -> Iterator[None]:
+    """Salt's master event bus in ``opts['sock_dir']`` for the time of the block.
+
+    Starts Salt's publisher in a child process unless one already answers
+    there (another ``halite orch``, or a real salt-master), and stops it after.
+    """
+    sock_dir = opts["sock_dir"]
+    pub = os.path.join(sock_dir, "master_event_pub.ipc")
+    pull = os.path.join(sock_dir, "master_event_pull.ipc")
+    if _answers(pub) and _answers(pull):
+        yield
+        return
+    os.makedirs(sock_dir, exist_ok=True)
+    proc = multiprocessing.get_context("fork").Process(target=_publish, args=(opts,), name="halite-event-bus", daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not (_answers(pub) and _answers(pull)):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"Salt's event publisher did not start in {sock_dir}")
+            time.sleep(0.05)
+        yield
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(5)
+        # a publisher that is gone must not leave sockets behind: salt-ssh
+        # fires events whenever master_event_pull.ipc exists
+        for path in (pub, pull):
+            if not _answers(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+
+
+class Follower(threading.Thread):
+    """Follows the master event bus and hands every step of one orchestration to ``show``."""
+
+    def __init__(self, opts: dict, jid: str, show: Callable[[Step], None]):
+        super().__init__(name="halite-orch-follower", daemon=True)
+        self.opts, self.jid, self.show = opts, jid, show
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import salt.utils.event
+
+        try:
+            with salt.utils.event.get_master_event(self.opts, self.opts["sock_dir"], listen=True) as bus:
+                self.ready.set()
+                while not self.stop.is_set():
+                    event = bus.get_event(wait=0.2, full=True)
+                    if not event:
+                        continue
+                    step = decode(event.get("tag", ""), event.get("data") or {}, self.jid)
+                    if step is not None:
+                        self.show(step)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller, never lost in the thread
+            self.error = exc
+            self.ready.set()
+
+
+class Outcome(NamedTuple):
+    """What one orchestration returned."""
+
+    minion_id: str
+    running: dict | list  # the state results by state key, or a list of render errors
+
+    def succeeded(self) -> bool:
+        import salt.utils.state
+
+        return isinstance(self.running, dict) and bool(salt.utils.state.check_result({self.minion_id: self.running}))
+
+
+def _fire_args(opts: dict, jid: str, tag_data: dict, prefix: str = "") -> None:
+    """``salt.utils.event.fire_args`` that closes the event it opens.
+
+    Every ``salt.state``/``salt.function``/``salt.runner`` step calls Salt's
+    ``fire_args`` (salt/utils/event.py, line 192 in 3008.4), which makes a
+    ``MasterEvent`` and never destroys it: when it is collected, Salt warns
+    ``unclosed MasterEvent`` and ``unclosed SyncWrapper for
+    _TCPPubServerPublisher`` (its pusher). Same event, same tag; only the
+    ``with`` is new.
+    """
+    import logging
+
+    import salt.utils.event
+
+    tag = salt.utils.event.tagify([jid, "args"], prefix)
+    try:
+        with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as event:
+            event.fire_event(tag_data, tag=tag)
+    except Exception as exc:  # noqa: BLE001 - as Salt's: never hold up the orchestration
+        logging.getLogger("salt.utils.event").warning("Failed to fire args event %s with data %s: %s", tag, tag_data, exc)
+
+
+@contextlib.contextmanager
+def _closing_fire_args() -> Iterator[None]:
+    """Salt's ``fire_args`` replaced by :func:`_fire_args` for the time of the block."""
+    import salt.utils.event
+
+    leaking = salt.utils.event.fire_args
+    salt.utils.event.fire_args = _fire_args
+    try:
+        yield
+    finally:
+        salt.utils.event.fire_args = leaking
+
+
+def _destroy(minion: Any) -> None:
+    """Destroy a ``MasterMinion`` so that its finalizer sees it destroyed.
+
+    ``MasterMinion.destroy()`` leaves ``functions`` and ``utils`` as ``{}``,
+    but its ``__del__`` (salt/minion.py, lines 1443-1447 in 3008.4) counts it
+    as torn down only when they are ``None``: without this, even a destroyed
+    ``MasterMinion`` warns ``unclosed MasterMinion`` and is destroyed again at
+    interpreter exit.
+    """
+    minion.destroy()
+    minion.returners = minion.functions = minion.utils = None
+
+
+def run(opts: dict, mods: str, jid: str, pillar: dict | None = None, test: bool = False) -> Outcome:
+    """Run orchestration ``mods`` as ``salt-run state.orchestrate`` does, closing what it opens.
+
+    Salt's runner (salt/runners/state.py, ``orchestrate``) makes a
+    ``MasterMinion`` and never destroys it. At interpreter exit its
+    ``__del__`` warns ``unclosed MasterMinion`` and calls ``destroy()``,
+    which walks every returner module of the lazy loader; importing one then
+    (``highstate_return``) fails because ``sys.path`` is already ``None``:
+    the ``Failed to import returner highstate_return`` traceback. Here the
+    ``MasterMinion`` is made without returners, which ``state.sls`` does not
+    use (the state engine loads its own modules), and destroyed before
+    returning (:func:`_destroy`).
+
+    :param opts: master options (:func:`master_opts`)
+    :param mods: the orchestration SLS, e.g. ``orch.deploy``
+    :param jid: the orchestration's jid (events carry it)
+    :param pillar: pillar override, as ``salt-run ... pillar='{...}'``
+    :param test: dry run (``test=True``)
+    :returns: the state results of the orchestration
+    """
+    import salt.minion
+
+    # The state engine fires a step's result (salt/job/<jid>/prog/...) only
+    # with state_events on and "local" off (salt/state.py, State.event); a
+    # master's defaults set local: True, so salt-run never fires them. "local"
+    # off also lets the engine refresh modules after a step that changed a
+    # module file (State.module_refresh): orchestration steps change none.
+    opts = dict(opts, file_client="local", state_events=True, local=False)
+    minion = salt.minion.MasterMinion(opts, returners=False)
+    try:
+        with _closing_fire_args():
+            running = minion.functions["state.sls"](
+                mods, test or None, None, pillar=pillar, saltenv="base", pillarenv=opts.get("pillarenv"),
+                __pub_jid=jid, orchestration_jid=jid)
+        return Outcome(minion.opts["id"], running)
+    finally:
+        _destroy(minion)
+
+
+def orchestrate(mods: str, pillar: dict | None = None, test: bool = False, opts: dict | None = None,
+                out: TextIO = sys.stdout) -> int:
+    """``halite orch``: run ``mods`` showing each step live, then Salt's summary.
+
+    :param mods: the orchestration SLS, e.g. ``orch.deploy``
+    :param pillar: pillar override
+    :param test: dry run (``test=True``)
+    :param opts: master options (default: :func:`master_opts`, from the current directory)
+    :param out: where progress lines go (Salt's summary goes to stdout)
+    :returns: the exit code: 0 when every step succeeded, 1 otherwise
+    """
+    import salt.output
+    import salt.utils.jid
+
+    opts = opts if opts is not None else master_opts()
+    _setup_logging(opts)
+    jid = salt.utils.jid.gen_jid(opts)
+    progress = Progress(out)
+    print(f"halite orch {mods}{' test=True' if test else ''} (jid {jid})", file=out, flush=True)
+    with event_bus(opts):
+        follower = Follower(opts, jid, progress.show)
+        follower.start()
+        follower.ready.wait(10)
+        try:
+            outcome = run(opts, mods, jid, pillar, test)
+            # the last step's end event left before run() returned: let it arrive
+            deadline = time.monotonic() + 2
+            while (isinstance(outcome.running, dict) and len(progress.ended) < len(outcome.running)
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+        finally:
+            follower.stop.set()
+            follower.join(5)
+    if follower.error is not None:
+        print(f"halite orch: could not follow Salt's event bus: {follower.error}", file=sys.stderr)
+    if isinstance(outcome.running, dict):
+        # a step whose end event did not arrive still gets its line, from the result
+        for ret in sorted(outcome.running.values(), key=lambda r: r.get("__run_num__", 0)):
+            progress.show(decode(f"salt/job/{jid}/prog/{outcome.minion_id}/{ret.get('__run_num__', 0)}", {"ret": ret}, jid))
+    print(file=out, flush=True)
+    salt.output.display_output({outcome.minion_id: outcome.running}, "highstate", opts)
+    ok = outcome.succeeded()
+    print(f"halite orch {mods}: {'succeeded' if ok else 'FAILED'} in {progress.clock() - progress.t0:.1f}s", file=out, flush=True)
+    return 0 if ok else 1
