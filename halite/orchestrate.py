@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
-import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,19 +41,17 @@ CONFIG_DIR = REPO / "etc" / "salt"
 
 
 class Step(NamedTuple):
-    """One line of progress, decoded from one event of the orchestration."""
+    """One event of an orchestration, as a progress line needs it."""
 
     kind: str  # "started" or "ended"
-    name: str  # the step's name (its ID unless ``name:`` is set)
-    targets: str = ""  # what the step targets, as written (``db-01,db-02``, ``*``)
-    result: bool | None = None  # ended: True, False, or None (test=True, would change)
+    name: str  # the step's name: its ID unless ``name:`` is set (the function of a salt.function step)
+    id: str = ""  # ended: the step's ID
+    targets: str = ""  # started: what the step targets, as written (``db-01,db-02``, ``*``)
+    result: bool | None = None  # ended: True, False, or None (test=True: would change)
     duration: float = 0.0  # ended: seconds, as the state engine measured it
-    changed: int = 0  # ended: states changed (salt.state) or 1 if the step reported changes
-    comment: str = ""  # ended: why it failed, or what it did
-    ran: bool = True  # ended: False when a requisite failed and it never started
-
-    def failed(self) -> bool:
-        return self.kind == "ended" and self.result is False
+    changed: int = 0  # ended: states changed (salt.state, over all hosts), else 1 if it reported changes
+    comment: str = ""  # ended: why it failed
+    ran: bool = True  # ended: False when it never started (a requisite failed)
 
 
 def _first_failure(changes: dict) -> str:
@@ -82,11 +81,12 @@ def _changed(changes: dict) -> int:
 
 
 def decode(tag: str, data: dict, jid: str) -> Step | None:
-    """The progress line an event of orchestration ``jid`` stands for, or None.
+    """The step event that Salt event (``tag``, ``data``) of orchestration ``jid`` is, or None.
 
-    :param tag: the event's tag, e.g. ``salt/run/<jid>/args``
+    :param tag: the event's tag: ``salt/run/<jid>/args`` (a step starts) or
+        ``salt/job/<jid>/prog/<id>/<n>`` (a step has ended)
     :param data: the event's data
-    :param jid: the orchestration's jid; events of other jobs are ignored
+    :param jid: the orchestration's jid; events of other jobs give None
     """
     if tag == f"salt/run/{jid}/args":
         targets = data.get("tgt", "")
@@ -94,55 +94,71 @@ def decode(tag: str, data: dict, jid: str) -> Step | None:
             targets = ",".join(map(str, targets))
         if data.get("type") == "runner":
             targets = "(runner)"
-        return Step("started", str(data.get("name", "?")), str(targets))
+        return Step("started", str(data.get("name", "?")), targets=str(targets))
     if tag.startswith(f"salt/job/{jid}/prog/"):
         ret = data.get("ret", {})
-        comment = str(ret.get("comment", "")).strip()
-        ran = "__state_ran__" not in ret or bool(ret.get("__state_ran__"))
-        ran = ran and not comment.startswith("One or more requisite failed")
+        comment = " ".join(str(ret.get("comment", "")).split())
         result = ret.get("result")
         if result is False:
-            detail = _first_failure(ret.get("changes") or {})
+            detail = " ".join(_first_failure(ret.get("changes") or {}).split())
             if detail and detail not in comment:
                 comment = f"{comment} ({detail})" if comment else detail
-        return Step("ended", str(ret.get("__id__") or ret.get("name", "?")), "", result,
-                    float(ret.get("duration", 0.0)) / 1000.0, _changed(ret.get("changes") or {}), comment, ran)
+        return Step("ended", str(ret.get("name", "?")), str(ret.get("__id__") or ret.get("name", "?")),
+                    result=result, duration=float(ret.get("duration", 0.0)) / 1000.0,
+                    changed=_changed(ret.get("changes") or {}), comment=comment,
+                    ran=not comment.startswith("One or more requisite failed"))
     return None
 
 
 class Progress:
-    """Prints progress lines: ``[  12.3s] deploy-etcd  db-01,db-02,db-03  started``."""
+    """Prints a line when a step starts and when it ends.
+
+    ``[  12.3s] deploy-etcd  db-01,db-02,db-03  started``, then
+    ``ok (41.2s, 3 changed)``, ``FAILED: <comment>`` or ``not run: <why>``.
+    The state engine runs one step at a time, so an end event belongs to the
+    step that started last when their names agree; a step that never
+    started (a requisite failed) is shown by its ID.
+    """
 
     def __init__(self, out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic):
         self.out = out
         self.clock = clock
         self.t0 = clock()
-        self.targets: dict[str, str] = {}  # step name -> targets, from its start
-        self.ended: set[str] = set()
+        self.current: Step | None = None  # the step that started last and has not ended
+        self.ended: set[str] = set()  # IDs
+        self.failed = 0
         self.width = 0
 
     def _print(self, name: str, targets: str, what: str) -> None:
         self.width = max(self.width, len(name))
-        print(f"[{self.clock() - self.t0:6.1f}s] {name:<{self.width}}  {targets or '-'}  {what}", file=self.out, flush=True)
+        print(f"[{self.clock() - self.t0:6.1f}s] {name:<{self.width}}  {targets or '-'}  {what}",
+              file=self.out, flush=True)
 
-    def show(self, step: Step) -> None:
+    def show(self, step: Step | None) -> None:
+        if step is None:
+            return
         if step.kind == "started":
-            self.targets[step.name] = step.targets
+            self.current = step
             self._print(step.name, step.targets, "started")
             return
-        if step.name in self.ended:
+        if step.id in self.ended:
             return
-        self.ended.add(step.name)
-        targets = self.targets.get(step.name, "")
-        first_line = step.comment.splitlines()[0] if step.comment else ""
+        self.ended.add(step.id)
+        name, targets = step.id, ""
+        if self.current is not None and self.current.name == step.name:
+            name, targets = step.name, self.current.targets
+            self.current = None
+        if step.result is False:
+            self.failed += 1
         if not step.ran:
-            self._print(step.name, targets, f"not run: {first_line}")
+            what = f"not run: {step.comment}"
         elif step.result is False:
-            self._print(step.name, targets, f"FAILED: {step.comment}")
+            what = f"FAILED: {step.comment[:500]}"
         elif step.result is None:
-            self._print(step.name, targets, f"would change ({step.duration:.1f}s, {step.changed} to change)")
+            what = f"ok ({step.duration:.1f}s, test: {step.changed} would change)"
         else:
-            self._print(step.name, targets, f"ok ({step.duration:.1f}s, {step.changed} changed)")
+            what = f"ok ({step.duration:.1f}s, {step.changed} changed)"
+        self._print(name, targets, what)
 
 
 def master_opts(config_dir: Path = CONFIG_DIR) -> dict:
@@ -174,48 +190,36 @@ def _publish(opts: dict) -> None:
     server.publish_daemon(server.publish_payload)
 
 
-def _answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
 @contextlib.contextmanager
-def event_bus(opts: dict, timeout: float = 10.0) -> Iterator[None]:
-    """Salt's master event bus in ``opts['sock_dir']`` for the time of the block.
+def event_bus(opts: dict, timeout: float = 10.0) -> Iterator[dict]:
+    """A master event bus of our own for the time of the block; yields ``opts`` pointing at it.
 
-    Starts Salt's publisher in a child process unless one already answers
-    there (another ``halite orch``, or a real salt-master), and stops it after.
+    Salt's event publisher (what a salt-master runs) is started in a child
+    process, in a new private ``sock_dir``. Only the orchestration run with
+    the yielded options fires there. salt-ssh reads ``sock_dir`` from the
+    configuration file, finds no bus there and fires nothing: its ``SSH``
+    object makes an event when ``master_event_pull.ipc`` exists and closes it
+    only in ``SSH.run()``, never after ``run_iter()`` as orchestration steps
+    use it (salt/client/ssh/__init__.py, lines 341 and 1115 in 3008.4), which
+    would warn ``unclosed MasterEvent`` once per step.
     """
-    sock_dir = opts["sock_dir"]
-    pub = os.path.join(sock_dir, "master_event_pub.ipc")
+    sock_dir = tempfile.mkdtemp(prefix="halite-orch-")
     pull = os.path.join(sock_dir, "master_event_pull.ipc")
-    if _answers(pub) and _answers(pull):
-        yield
-        return
-    os.makedirs(sock_dir, exist_ok=True)
-    proc = multiprocessing.get_context("fork").Process(target=_publish, args=(opts,), name="halite-event-bus", daemon=True)
+    bus_opts = dict(opts, sock_dir=sock_dir)
+    proc = multiprocessing.get_context("fork").Process(target=_publish, args=(bus_opts,), name="halite-event-bus", daemon=True)
     proc.start()
     try:
         deadline = time.monotonic() + timeout
-        while not (_answers(pub) and _answers(pull)):
+        while not os.path.exists(pull):
             if not proc.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"Salt's event publisher did not start in {sock_dir}")
             time.sleep(0.05)
-        yield
+        yield bus_opts
     finally:
         if proc.is_alive():
             proc.terminate()
         proc.join(5)
-        # a publisher that is gone must not leave sockets behind: salt-ssh
-        # fires events whenever master_event_pull.ipc exists
-        for path in (pub, pull):
-            if not _answers(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 class Follower(threading.Thread):
@@ -364,7 +368,7 @@ def orchestrate(mods: str, pillar: dict | None = None, test: bool = False, opts:
     jid = salt.utils.jid.gen_jid(opts)
     progress = Progress(out)
     print(f"halite orch {mods}{' test=True' if test else ''} (jid {jid})", file=out, flush=True)
-    with event_bus(opts):
+    with event_bus(opts) as opts:
         follower = Follower(opts, jid, progress.show)
         follower.start()
         follower.ready.wait(10)
