@@ -60,8 +60,10 @@ def _first_failure(changes: dict) -> str:
     if not isinstance(per_host, dict):
         return ""
     for host, states in sorted(per_host.items()):
-        if not isinstance(states, dict):
+        if isinstance(states, str):  # an error in place of the host's state results
             return f"{host}: {states}"
+        if not isinstance(states, dict):
+            continue
         for key, ret in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0) if isinstance(kv[1], dict) else 0):
             if isinstance(ret, dict) and ret.get("result") is False:
                 state_id = ret.get("__id__") or (key.split("_|-")[1] if "_|-" in key else key)
@@ -365,6 +367,8 @@ def orchestrate(mods: str, pillar: dict | None = None, test: bool = False, opts:
 
     opts = opts if opts is not None else master_opts()
     _setup_logging(opts)
+    # runner steps write a job file there, and Salt does not create it
+    os.makedirs(os.path.join(opts["cachedir"], "proc"), exist_ok=True)
     jid = salt.utils.jid.gen_jid(opts)
     progress = Progress(out)
     print(f"halite orch {mods}{' test=True' if test else ''} (jid {jid})", file=out, flush=True)
