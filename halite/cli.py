@@ -150,7 +150,11 @@ def _orch(args: argparse.Namespace) -> int:
     # etc/salt/master's paths (root_dir, file_roots, the roster) are relative
     # to the repository root, as for salt-run through the Saltfile
     os.chdir(orchestrate.REPO)
-    return orchestrate.orchestrate(name, pillar=pillar, test=args.test)
+    try:
+        return orchestrate.orchestrate(name, pillar=pillar, test=args.test)
+    except KeyboardInterrupt:
+        print(f"halite orch {name}: interrupted; the step that was running may have been cut short", file=sys.stderr)
+        return 130
 
 
 def _bench(args: argparse.Namespace) -> int:

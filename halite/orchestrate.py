@@ -1,24 +1,24 @@
 """Run a Salt orchestration and show each step while it runs: ``halite orch NAME``.
 
 ``salt-run state.orchestrate`` prints nothing until the whole orchestration
-has ended, which for ``orch.deploy`` is minutes. Salt already announces every
-step on its event bus; there is just no bus without a salt-master. So this
-module runs the orchestration the way Salt's ``state.orchestrate`` runner does
-(a ``MasterMinion`` calling ``state.sls`` with an orchestration jid), with two
-differences:
+has ended, which for ``orch.deploy`` is minutes. Salt announces every step on
+its event bus, but without a salt-master there is no bus. So this module runs
+the orchestration in-process the way Salt's runner does (a ``MasterMinion``
+calling ``state.sls`` with an orchestration jid), and:
 
-* it starts Salt's own event publisher for the master ``sock_dir`` (what a
-  salt-master runs) and follows it, printing a line when a step starts and
-  when it ends:
+* starts Salt's own event publisher (what a salt-master runs) in a private
+  ``sock_dir``, follows it (:class:`Follower`) and prints a line when a step
+  starts and when it ends (:class:`Progress`):
 
   - ``salt/run/<jid>/args``: fired by ``salt.state``/``salt.function``/
     ``salt.runner`` steps just before they run (name, target);
   - ``salt/job/<jid>/prog/<id>/<n>``: fired by the state engine when a step
-    has ended, with its full result (``state_events``);
+    has ended, with its result (``state_events``, see :func:`run`);
 
-* it closes what it opens (the ``MasterMinion``), so a successful run ends
-  without Salt's ``unclosed ...`` warnings or the ``highstate_return`` import
-  traceback that ``salt-run`` leaves at interpreter exit (see :func:`run`).
+* closes what it opens, so a successful run ends without the ``unclosed
+  MasterMinion``/``MasterEvent`` warnings and the ``highstate_return``
+  traceback that ``salt-run`` prints (:func:`run`, :func:`_fire_args`,
+  :func:`_destroy`, :func:`event_bus`).
 
 The final summary is Salt's ``highstate`` output, as ``salt-run`` prints it.
 """

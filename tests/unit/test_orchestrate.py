@@ -188,6 +188,51 @@ def test_decode_ignores_events_of_other_jobs():
     assert orchestrate.decode(f"salt/run/{JID}/new", {"fun": "runner.test.arg"}, JID) is None
 
 
+# Recorded in the lab (halite orch deploy --test, 2026-11-30), the patroni step
+# trimmed to the states that would change and a short diff.
+LAB_JID = "20261130040747720728"
+LAB_ARGS = {"type": "state", "tgt": "app-01", "name": "deploy-haproxy",
+            "args": {"arg": ["haproxy,haproxy.roundtrip"], "kwarg": {"test": True, "queue": False, "concurrent": False},
+                     "ret": "", "timeout": None, "tgt_type": "list", "ssh": True, "expect_minions": True},
+            "_stamp": "2026-11-30T04:10:14.928846+00:00"}
+LAB_PROG = {"ret": {"name": "deploy-haproxy", "changes": {}, "comment": "States ran successfully. No changes made to app-01.",
+                    "result": True, "__jid__": "20261130041025354161", "__sls__": "orch.deploy", "__run_num__": 4,
+                    "start_time": "04:10:14.901956", "duration": 12358.627, "__id__": "deploy-haproxy"},
+            "len": 7, "_stamp": "2026-11-30T04:10:27.279823+00:00"}
+
+
+def _would_change(host_run_num: int) -> dict:
+    return {"file_|-patroni-config-file_|-/etc/patroni/patroni.yml_|-managed": {
+                "result": None, "changes": {"diff": "@@ -22,28 +22,8 @@ ..."}, "__id__": "patroni-config-file",
+                "comment": "The file /etc/patroni/patroni.yml is set to be changed", "__run_num__": host_run_num},
+            "service_|-patroni-service-running_|-patroni_|-running": {
+                "result": None, "changes": {}, "__id__": "patroni-service-running",
+                "comment": "Service is set to be reloaded", "__run_num__": host_run_num + 13}}
+
+
+LAB_PROG_TEST = {"ret": {"name": "deploy-patroni", "comment": "States ran successfully. Updating db-03, db-01, db-02.",
+                         "result": None, "__jid__": "20261130040950797622", "__sls__": "orch.deploy", "__run_num__": 2,
+                         "start_time": "04:09:18.555622", "duration": 40981.864, "__id__": "deploy-patroni",
+                         "changes": {"out": "highstate", "ret": {h: _would_change(11) for h in ("db-03", "db-01", "db-02")}}},
+                 "len": 7}
+
+
+def test_lab_events_of_orch_deploy_give_its_progress_lines():
+    now = [0.0]
+    out = io.StringIO()
+    progress = orchestrate.Progress(out, clock=lambda: now[0])
+    now[0] = 147.2
+    progress.show(orchestrate.decode(f"salt/run/{LAB_JID}/args", LAB_ARGS, LAB_JID))
+    now[0] = 159.6
+    progress.show(orchestrate.decode(f"salt/job/{LAB_JID}/prog/vm_master/4", LAB_PROG, LAB_JID))
+    progress.show(orchestrate.decode(f"salt/job/{LAB_JID}/prog/vm_master/2", LAB_PROG_TEST, LAB_JID))
+    assert out.getvalue().splitlines() == [
+        "[ 147.2s] deploy-haproxy  app-01  started",
+        "[ 159.6s] deploy-haproxy  app-01  ok (12.4s, 0 changed)",
+        "[ 159.6s] deploy-patroni  -  ok (41.0s, test: 3 would change)",  # one state per host would change
+    ]
+
+
 def test_a_failed_state_on_a_host_is_named_in_the_failure_line():
     # a salt.state step's result as saltmod.state builds it: per host, per state
     ret = {"name": "deploy-etcd", "__id__": "deploy-etcd", "result": False, "duration": 41200.0,
