@@ -75,7 +75,9 @@ def _changed(changes: dict) -> int:
     """How many states changed in a step (summed over hosts for a ``salt.state`` step)."""
     if not changes:
         return 0
-    per_host = changes.get("ret") if isinstance(changes, dict) else None
+    if not isinstance(changes, dict):
+        return 1
+    per_host = changes.get("ret")
     if changes.get("out") == "highstate" and isinstance(per_host, dict):
         return sum(1 for states in per_host.values() if isinstance(states, dict)
                    for ret in states.values() if isinstance(ret, dict) and ret.get("changes"))
@@ -128,7 +130,6 @@ class Progress:
         self.t0 = clock()
         self.current: Step | None = None  # the step that started last and has not ended
         self.ended: set[str] = set()  # IDs
-        self.failed = 0
         self.width = 0
 
     def _print(self, name: str, targets: str, what: str) -> None:
@@ -150,8 +151,6 @@ class Progress:
         if self.current is not None and self.current.name == step.name:
             name, targets = step.name, self.current.targets
             self.current = None
-        if step.result is False:
-            self.failed += 1
         if not step.ran:
             what = f"not run: {step.comment}"
         elif step.result is False:
