@@ -4,7 +4,6 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 HALITE := $(VENV)/bin/halite
 SALT_SSH := $(VENV)/bin/salt-ssh
-SALT_RUN := $(VENV)/bin/salt-run
 RUNS ?= 3
 DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
         postgresql-15 postgresql-client-15 chromium chromium-driver
@@ -38,8 +37,8 @@ deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx
 demo: deps
 	$(HALITE) config check
 	$(HALITE) lab up
-	$(SALT_RUN) state.orchestrate orch.deploy
-	$(SALT_RUN) state.orchestrate orch.migrate
+	$(HALITE) orch deploy
+	$(HALITE) orch migrate
 	@echo; $(HALITE) lab status
 	@echo; $(HALITE) cluster
 	@echo; echo "The car market: $$($(HALITE) lab url)"
@@ -59,21 +58,21 @@ status: deps
 # Every failover scenario RUNS times under both timing profiles, in one run.
 bench-failover: deps
 	$(HALITE) lab up
-	$(SALT_RUN) state.orchestrate orch.deploy
+	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
 
 # Why loop_wait is 3: power loss and PostgreSQL crash under loop_wait 2, 3, 4, in one run.
 bench-loop-wait: deps
 	$(HALITE) lab up
-	$(SALT_RUN) state.orchestrate orch.deploy
+	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(RUNS) --scenarios primary-poweroff,postgres-crash \
 	  --profiles halite-loop-wait-2,halite,halite-loop-wait-4 --out bench/results/loop-wait
 
 # The site on the old server against the site on the cluster, same code, same load.
 bench-web: deps
 	$(HALITE) lab up
-	$(SALT_RUN) state.orchestrate orch.deploy
-	$(SALT_RUN) state.orchestrate orch.migrate
+	$(HALITE) orch deploy
+	$(HALITE) orch migrate
 	$(PY) -m halite.webbench_lab
 
 clean: down

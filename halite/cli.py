@@ -12,6 +12,8 @@ Examples::
     halite lab ssh db-01 -- patronictl list
     halite lab fault postgres-kill db-01   # fault primitives (see halite.faults)
     halite lab down          # remove everything the lab made
+    halite orch deploy       # an orchestration (salt/orch/deploy.sls), each step shown live
+    halite orch etcd_member --pillar '{"target": "db-04"}'
 """
 from __future__ import annotations
 
@@ -133,6 +135,28 @@ def _cluster_tables(args: argparse.Namespace, cluster) -> int:
         time.sleep(args.interval)
 
 
+def _orch(args: argparse.Namespace) -> int:
+    from halite import orchestrate
+
+    try:
+        pillar = json.loads(args.pillar) if args.pillar else None
+    except json.JSONDecodeError as exc:
+        print(f"halite orch: --pillar is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if pillar is not None and not isinstance(pillar, dict):
+        print("halite orch: --pillar must be a JSON object", file=sys.stderr)
+        return 2
+    name = args.name if args.name.startswith("orch.") else f"orch.{args.name}"
+    # etc/salt/master's paths (root_dir, file_roots, the roster) are relative
+    # to the repository root, as for salt-run through the Saltfile
+    os.chdir(orchestrate.REPO)
+    try:
+        return orchestrate.orchestrate(name, pillar=pillar, test=args.test)
+    except KeyboardInterrupt:
+        print(f"halite orch {name}: interrupted; the step that was running may have been cut short", file=sys.stderr)
+        return 130
+
+
 def _bench(args: argparse.Namespace) -> int:
     import signal
 
@@ -179,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     p_cluster.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
     p_cluster.add_argument("--count", type=int, default=0, help="stop after this many tables (--watch; 0: never)")
     p_cluster.set_defaults(func=_cluster)
+    p_orch = sub.add_parser("orch", help="run an orchestration (salt/orch/NAME.sls), showing each step as it starts and ends")
+    p_orch.add_argument("name", help="deploy, migrate, site, rolling_restart, etcd_member (or orch.NAME)")
+    p_orch.add_argument("--pillar", help='pillar override as JSON, e.g. \'{"target": "db-04"}\'')
+    p_orch.add_argument("--test", action="store_true", help="dry run (test=True)")
+    p_orch.set_defaults(func=_orch)
     p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
     p_bench.add_argument("name", choices=["failover"])
     p_bench.add_argument("--runs", type=int, default=1)
