@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from halite import formats
+
 REPO = Path(__file__).resolve().parent.parent
 PILLAR_DIR = REPO / "pillar"
 
@@ -325,6 +327,9 @@ def pillar_for(minion_id: str, data: dict | None = None) -> dict:
             "states": host_states(topo, minion_id),
             "firewall": firewall_rules(data, minion_id),
         }
+        # secret-bearing strings, escaped once in Python (halite.formats); templates print them
+        out["host"]["dsn"] = formats.web_dsns(data, minion_id)
+        out["host"]["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
     out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
     return {"halite": out}
