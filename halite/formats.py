@@ -19,6 +19,9 @@ and handed to the templates through the per-host pillar: templates print them,
 they do not assemble them. YAML needs nothing here: the ``|json`` filter of
 Salt (``ensure_ascii=False``) writes a JSON string, which is a YAML
 double-quoted scalar (the render tests read every file back with PyYAML).
+ensure_ascii matters: PyYAML does not join ``\ud83d\ude00`` surrogate escapes
+and Salt's loader refuses them, so Jinja's own ``tojson`` (ensure_ascii=True)
+would break a password holding an emoji.
 HAProxy's configuration holds no secret.
 """
 from __future__ import annotations
