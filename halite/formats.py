@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,6 +62,16 @@ def conninfo(*pairs: tuple[str, object]) -> str:
     :returns: e.g. ``host=10.0.0.1 port=5432 password='a b\\'c'``.
     """
     return make_conninfo("", **{key: (None if value is None else str(value)) for key, value in pairs})
+
+
+def without_password(text: str) -> str:
+    """``text`` (a conninfo or URI) with its password left out, for messages and logs."""
+    try:
+        params = conninfo_to_dict(text)
+    except Exception:  # noqa: BLE001 - psycopg.ProgrammingError, or anything libpq refuses
+        return "(a connection string libpq does not parse)"
+    params.pop("password", None)
+    return make_conninfo("", **params)
 
 
 def pgpass_line(host: str, port: object, database: str, user: str, password: str) -> str:

@@ -48,6 +48,13 @@ def test_conninfo_parses_back_with_libpq(password):
 
 
 @pytest.mark.parametrize("password", NASTY)
+def test_without_password_keeps_the_rest(password):
+    text = formats.conninfo(("host", "h"), ("password", password), ("dbname", "car sale"))
+    assert conninfo_to_dict(formats.without_password(text)) == {"host": "h", "dbname": "car sale"}
+    assert "password=" not in formats.without_password(f"postgresql://u:{password}@h/db")
+
+
+@pytest.mark.parametrize("password", NASTY)
 def test_pg_move_takes_the_password_out_of_the_conninfo(password):
     """pg_move hands the password to psql in PGPASSWORD: it must find it, and keep the rest intact."""
     text = formats.conninfo(("host", "/var/run/postgresql"), ("dbname", "car sale"), ("password", password),
