@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from halite import formats
-
 REPO = Path(__file__).resolve().parent.parent
 PILLAR_DIR = REPO / "pillar"
 
@@ -328,6 +326,8 @@ def pillar_for(minion_id: str, data: dict | None = None) -> dict:
             "firewall": firewall_rules(data, minion_id),
         }
         # secret-bearing strings, escaped once in Python (halite.formats); templates print them
+        from halite import formats
+
         out["host"]["dsn"] = formats.web_dsns(data, minion_id)
         out["host"]["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}

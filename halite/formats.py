@@ -19,8 +19,8 @@ and handed to the templates through the per-host pillar: templates print them,
 they do not assemble them. YAML needs nothing here: the ``|json`` filter of
 Salt (``ensure_ascii=False``) writes a JSON string, which is a YAML
 double-quoted scalar (the render tests read every file back with PyYAML).
-ensure_ascii matters: PyYAML does not join ``\ud83d\ude00`` surrogate escapes
-and Salt's loader refuses them, so Jinja's own ``tojson`` (ensure_ascii=True)
+ensure_ascii matters: PyYAML does not join ``\\ud83d\\ude00`` surrogate escapes
+and Salt's loader refuses them, so the ``|tojson`` filter (ensure_ascii=True)
 would break a password holding an emoji.
 HAProxy's configuration holds no secret.
 """
@@ -33,6 +33,8 @@ from pathlib import Path
 import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from halite.config import cluster_address, hosts_with_role
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -197,8 +199,6 @@ def web_dsns(data: dict, host: str) -> dict:
         legacy_move) and ``move_target`` (the local PostgreSQL over its
         socket, as the superuser, no password: peer authentication).
     """
-    from halite.config import cluster_address, hosts_with_role
-
     topo = data["topology"]
     app, users = data["users"]["app"], data["users"]
     login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]

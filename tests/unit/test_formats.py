@@ -36,7 +36,7 @@ PG_PORT, PGB_PORT = 55451, 55452
 NASTY = [
     "it's", 'say "hi"', "back\\slash", "trailing\\", "$HOME", "${HOME}", "a:b", "#not a comment", "with space",
     "100%s%%", "{{ pillar }}", "{% raw %}", "a;b", "`id`", "$(id)", "pässwörd–☃", " lead and trail ", "😀 astral",
-    "''", '""', "=", "a=b c=d", "\\'",
+    "''", '""', "=", "a=b c=d", "\\'", '\\" \\""',
     "all'\"\\$HOME:#; {{x}} %s `id` pässwörd–☃ 😀 ",
 ]
 
