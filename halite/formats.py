@@ -26,6 +26,7 @@ HAProxy's configuration holds no secret.
 """
 from __future__ import annotations
 
+import base64
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -169,6 +170,24 @@ def site_env_line(key: str, value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
         raise ValueError(f"{key!r} is not an environment variable name")
     return f"{key}={_one_line(f'site.env value of {key}', value)}\n"
+
+
+# --------------------------------------------------------------------------
+# salt-ssh
+
+
+def salt_ssh_minion_opt(value: str) -> str:
+    """A secret for the roster's ``minion_opts``: base64 of its UTF-8 bytes.
+
+    salt-ssh (3008, salt-thin) writes ``minion_opts`` as YAML *inside a Python
+    string literal* of its shim (``OPTIONS.config = \"\"\"...\"\"\"`` in
+    salt/client/ssh/__init__.py), so Python's escape processing runs over the
+    YAML: ``\\"`` and ``\\\\`` lose their backslash, ``\\x #`` is a syntax
+    error, and the target's minion config no longer parses. No quoting of ours
+    survives both layers; base64 has nothing either layer touches. The
+    reader is ``_modules/patroni.py`` (``password_b64``).
+    """
+    return base64.b64encode(str(value).encode("utf-8")).decode("ascii")
 
 
 # --------------------------------------------------------------------------

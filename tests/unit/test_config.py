@@ -1,3 +1,4 @@
+import base64
 """Validation of the topology and settings: each bad input stops with one
 message naming the key, before anything touches a host."""
 import copy
@@ -177,4 +178,8 @@ def test_roster_hands_db_hosts_the_api_settings_as_minion_opts(good):
     r = roster(data["topology"], key="/k", known_hosts="/kh", data=data)
     assert r["db-01"]["minion_opts"]["halite"]["patroni"]["restapi"]["username"] == "patroni"
     assert r["db-01"]["minion_opts"]["halite"]["etcd"]["client_port"] == 2379
+    # the password base64-encoded: salt-ssh's shim would mangle quotes and backslashes (halite.formats)
+    restapi = r["db-01"]["minion_opts"]["halite"]["patroni"]["restapi"]
+    assert "password" not in restapi
+    assert base64.b64decode(restapi["password_b64"]).decode() == data["patroni"]["restapi"]["password"]
     assert "minion_opts" not in r["jump-01"] and "minion_opts" not in r["app-01"]

@@ -10,6 +10,7 @@ strict parser written from systemd's source (see :func:`systemd_env_file`).
 """
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -223,6 +225,35 @@ def test_line_formats_refuse_control_characters(bad):
                   lambda v: formats.systemd_env_line("K", v), lambda v: formats.site_env_line("K", v)):
         with pytest.raises(ValueError):
             write(bad)
+
+
+def salt_ssh_shim_config(minion_opts: dict) -> dict:
+    """The minion config a salt-ssh (3008, salt-thin) target gets: YAML of the roster's minion_opts,
+    embedded as ``OPTIONS.config = \"\"\"...\"\"\"`` in the Python shim (salt/client/ssh/__init__.py,
+    Single._cmd_str), then read back as YAML on the target."""
+    import salt.serializers.yaml
+
+    shim = 'OPTIONS = {}\nOPTIONS["config"] = \\\n"""\n' + salt.serializers.yaml.serialize(minion_opts) + '\n"""\n'
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "invalid escape sequence": the mangling itself
+        exec(compile(shim, "ssh_py_shim", "exec"), namespace)  # noqa: S102 - what the target does
+    return yaml.safe_load(namespace["OPTIONS"]["config"])
+
+
+def test_the_roster_hands_the_api_password_through_salt_ssh_intact():
+    from halite import roster
+
+    password = NASTY[-1].replace("😀", "")  # the lab's rule: printable, BMP
+    data = config.load()
+    data["patroni"]["restapi"]["password"] = password
+    opts = roster.roster(data["topology"], key="/k", known_hosts="/kh", data=data)["db-01"]["minion_opts"]
+    restapi = salt_ssh_shim_config(opts)["halite"]["patroni"]["restapi"]
+    assert base64.b64decode(restapi["password_b64"]).decode("utf-8") == password
+    # why: the plain value does not survive the shim
+    plain = {"halite": {"patroni": {"restapi": {"password": password}}}}
+    with pytest.raises(Exception):
+        assert salt_ssh_shim_config(plain)["halite"]["patroni"]["restapi"]["password"] == password
 
 
 def nasty_settings() -> dict:
