@@ -16,6 +16,7 @@ host          halite:patroni:restapi:host           127.0.0.1
 port          halite:patroni:restapi:port           8008
 username      halite:patroni:restapi:username       (none)
 password      halite:patroni:restapi:password       (none)
+              (or ...:password_b64, base64: what the roster hands direct salt-ssh calls)
 http_timeout  (keyword only)                        10 seconds
 ============  ====================================  ==========
 
@@ -87,11 +88,18 @@ def _connection(kwargs: dict) -> dict:
             value = _pillar(f"halite:patroni:restapi:{key}", default)
         return value
 
+    password = pick("password", None)
+    if password is None:
+        # direct salt-ssh calls: the roster's minion_opts carry it base64-encoded
+        # (halite.formats.salt_ssh_minion_opt: salt-ssh's shim mangles quotes and backslashes)
+        encoded = _pillar("halite:patroni:restapi:password_b64", None)
+        if encoded:
+            password = base64.b64decode(encoded).decode("utf-8")
     return {
         "host": pick("host", DEFAULT_HOST),
         "port": int(pick("port", DEFAULT_PORT)),
         "username": pick("username", None),
-        "password": pick("password", None),
+        "password": password,
         "http_timeout": float(kwargs.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
     }
 

@@ -68,7 +68,9 @@ STABLE_TEXT = (
     "SET bytea_output = 'hex';\n"
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
+#: libpq's isspace() (C locale) and a conninfo keyword.
+_SPACE = " \t\n\r\f\v"
+_KEY = re.compile(r"[^ \t\n\r\f\v=]+")
 
 
 def __virtual__():
@@ -83,29 +85,71 @@ def __virtual__():
 # ---------------------------------------------------------------------------
 
 
+def _parse_conninfo(dsn: str) -> list[tuple[str, str]] | None:
+    """``[(keyword, value), ...]`` of a ``key=value`` DSN, by libpq's rules; None if it is not one.
+
+    As ``conninfo_parse`` in libpq's fe-connect.c: spaces around ``=`` are
+    allowed; a value is either single-quoted or runs to the next space; in
+    both, a backslash takes the next character literally.
+    """
+    pairs, pos, end = [], 0, len(dsn)
+    while True:
+        while pos < end and dsn[pos] in _SPACE:
+            pos += 1
+        if pos >= end:
+            return pairs
+        m = _KEY.match(dsn, pos)
+        if not m:
+            return None
+        key, pos = m.group(0), m.end()
+        while pos < end and dsn[pos] in _SPACE:
+            pos += 1
+        if pos >= end or dsn[pos] != "=":
+            return None
+        pos += 1
+        while pos < end and dsn[pos] in _SPACE:
+            pos += 1
+        value, quoted = [], pos < end and dsn[pos] == "'"
+        pos += 1 if quoted else 0
+        while pos < end:
+            ch = dsn[pos]
+            if ch == "\\":
+                if pos + 1 < end:
+                    value.append(dsn[pos + 1])
+                pos += 2
+                continue
+            if (quoted and ch == "'") or (not quoted and ch in _SPACE):
+                break
+            value.append(ch)
+            pos += 1
+        if quoted:
+            if pos >= end:
+                return None  # unterminated quoted value
+            pos += 1
+        pairs.append((key, "".join(value)))
+
+
+def _conninfo_value(value: str) -> str:
+    """One conninfo value, escaped as psycopg's make_conninfo does (see halite.formats.conninfo)."""
+    value = re.sub(r"([\\'])", r"\\\1", value)
+    return f"'{value}'" if not value or re.search(r"\s", value) else value
+
+
 def _split_password(dsn: str) -> tuple[str, str | None]:
     """``(dsn without its password, password)`` for a key=value DSN.
 
     URIs and strings that do not parse are returned unchanged.
     """
-    pairs, pos = [], 0
-    while pos < len(dsn):
-        m = _PAIR.match(dsn, pos)
-        if not m:
-            if dsn[pos:].strip():
-                return dsn, None
-            break
-        pairs.append((m.group(1), m.group(2)))
-        pos = m.end()
+    pairs = _parse_conninfo(dsn)
+    if pairs is None:
+        return dsn, None
     password = None
     kept = []
     for key, value in pairs:
         if key == "password":
-            if value.startswith("'"):
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
             password = value
         else:
-            kept.append(f"{key}={value}")
+            kept.append(f"{key}={_conninfo_value(value)}")
     return " ".join(kept), password
 
 
@@ -114,8 +158,17 @@ def _redact(dsn: str) -> str:
 
 
 def _lit(value) -> str:
-    """A SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
+    """A SQL string literal, right whatever standard_conforming_strings is.
+
+    ``'`` doubled; with a backslash, ``E'...'`` and the backslashes doubled
+    (PostgreSQL's quote_literal). The same as halite.formats.sql_literal
+    (psycopg's sql.Literal), which the unit tests check; here without psycopg,
+    which salt-ssh does not ship to the hosts.
+    """
+    value = str(value).replace("'", "''")
+    if "\\" in value:
+        return "E'" + value.replace("\\", "\\\\") + "'"
+    return "'" + value + "'"
 
 
 def _ident(name: str) -> str:

@@ -132,12 +132,20 @@ def show(host: str, data: dict | None = None) -> dict[str, Any]:
     if host not in data["topology"]["hosts"] and host != "control":
         raise ConfigError("host", f"{host!r} is not in the topology; hosts: {', '.join(data['topology']['hosts'])}, "
                                   "or control (the orchestrations' view)")
+    from halite import formats
+
     pillar = view.pillar_for(host, data)["halite"]
-    keep = set(pillar.get("host", {}).get("secrets", []))
-    for key in keep:
+    mine = pillar.get("host", {})
+    for key in mine.get("secrets", []):
         *parents, last = key.split(".")
         parent = pillar
         for part in parents:
             parent = parent[part]
         parent[last] = view.MASK
+    # strings built from secrets: the DSNs without their passwords, the userlist whole
+    for name, dsn in (mine.get("dsn") or {}).items():
+        if "password" in dsn:
+            mine["dsn"][name] = formats.without_password(dsn) + f" password={view.MASK}"
+    if "pgbouncer_userlist" in mine:
+        mine["pgbouncer_userlist"] = view.MASK
     return pillar

@@ -22,7 +22,10 @@ HEADER = """\
 # and checked (`halite config check`) before any run. Hosts, roles and
 # addresses live in the topology file (pillar/topology.yaml). Keys marked
 # "required" have no default: secrets, which each host receives only when
-# its roles need them (`halite config show HOST`).
+# its roles need them (`halite config show HOST`). A password may hold any
+# printable character (quotes, $, :, \\, spaces, #, non-ASCII; no emoji in the
+# roles Salt creates: pgbouncer_auth, app, legacy_move); halite escapes it
+# for every file it lands in (halite/formats.py).
 """
 
 #: Placeholder values that let the model fill in its defaults around the required keys.

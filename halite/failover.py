@@ -17,11 +17,12 @@ CLI Example::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from typing import Callable
 
-from halite import config, faults, lab
+from halite import config, faults, formats, lab
 from halite.model import PROFILE_KEYS
 from halite.workload import Workload
 
@@ -44,8 +45,9 @@ for name, host, port in json.loads(sys.argv[1]):
 print(json.dumps(down))
 """
 _HTTP = r"""
-import base64, json, sys, urllib.request
-method, url, body, user, pw = sys.argv[1:6]
+import base64, json, os, sys, urllib.request
+method, url, body = sys.argv[1:4]
+user, pw = os.environ.get("HALITE_API_USER", ""), os.environ.get("HALITE_API_PASSWORD", "")
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
                              headers={"Content-Type": "application/json"})
 if user:
@@ -75,17 +77,19 @@ class Cluster:
         self.api_port, self.api_user, self.api_pw = api["port"], api["username"], api["password"]
         app = self.data["users"]["app"]
         edge = topo["hosts"][self.proxy]["addresses"].get("edge") or self.addr.get(self.proxy)
-        base = f"host={edge} dbname={app['database']} user={app['username']} password={app['password']}"
-        self.write_dsn = f"{base} port={self.data['haproxy']['write_port']}"
-        self.read_dsn = f"{base} port={self.data['haproxy']['read_port']}"
+        login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]
+        self.write_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["write_port"]), *login)
+        self.read_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["read_port"]), *login)
 
     def http(self, method: str, host: str, path: str, body: dict | None = None) -> tuple[int, str]:
         pid = lab.leader_pid(self.proxy)
         unsafe = method != "GET"
         res = subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "python3", "-c", _HTTP, method,
-             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else "",
-             self.api_user if unsafe else "", self.api_pw if unsafe else ""],
+             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else ""],
+            # the credentials in the environment, not on a command line
+            env=dict(os.environ, HALITE_API_USER=self.api_user if unsafe else "",
+                     HALITE_API_PASSWORD=self.api_pw if unsafe else ""),
             capture_output=True, text=True, timeout=15)
         if res.returncode != 0:
             raise RuntimeError(f"{method} {host}{path}: {res.stderr.strip().splitlines()[-1] if res.stderr else 'failed'}")

@@ -860,6 +860,16 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
         usernames[u] = key
     if s.patroni.restapi.password == s.users.superuser.password:
         p.append(("patroni.restapi.password", "must differ from users.superuser.password"))
+    for key in Users.model_fields:
+        pw = getattr(s.users, key).password
+        # PgBouncer and Salt's postgres module take these as hashes, not passwords
+        if re.match(r"^md5[0-9a-f]{32}$", pw) or pw.startswith("SCRAM-SHA-256$"):
+            p.append((f"users.{key}.password", "looks like an md5 or SCRAM hash; PgBouncer and Salt would take it "
+                                               "as one: give the password itself"))
+        # Patroni creates these roles inside a DO $$ ... $$ block at bootstrap
+        if key in ("superuser", "replication", "rewind") and "$$" in pw:
+            p.append((f"users.{key}.password", "contains '$$', which ends the DO $$ block Patroni creates the "
+                                               "role in; any other printable characters are allowed"))
     if s.users.app.database not in s.pgbouncer.databases:
         p.append(("pgbouncer.databases", f"must include the site's database {s.users.app.database!r} "
                                          "(users.app.database)"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from halite import config
+from halite import config, formats
 
 KEY = os.environ.get("HALITE_SSH_KEY", "/var/lib/halite/lab/ssh/id_ed25519")
 KNOWN_HOSTS = os.environ.get("HALITE_KNOWN_HOSTS", "/var/lib/halite/lab/ssh/known_hosts")
@@ -14,8 +14,11 @@ def _minion_opts(data: dict | None) -> dict:
     function calls (which get no pillar on the target)."""
     if not data:
         return {}
-    patroni = data.get("patroni") or {}
-    return {"halite": {"patroni": {"restapi": dict(patroni.get("restapi") or {})},
+    restapi = dict((data.get("patroni") or {}).get("restapi") or {})
+    if restapi.get("password") is not None:
+        # salt-ssh runs these through a Python string literal: base64 survives it (halite.formats)
+        restapi["password_b64"] = formats.salt_ssh_minion_opt(restapi.pop("password"))
+    return {"halite": {"patroni": {"restapi": restapi},
                        "etcd": {"client_port": (data.get("etcd") or {}).get("client_port", 2379)}}}
 
 

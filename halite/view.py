@@ -223,10 +223,22 @@ def host_view(data: dict, host: str) -> dict:
         "firewall": firewall_rules(data, host),
         "secrets": secrets_for(roles),
     }
+    # secret-bearing strings, escaped once in Python (halite.formats); each
+    # host gets the ones its roles use, so no secret travels in a DSN it may not hold
+    from halite import formats
+
+    dsns = formats.web_dsns(data, host)
+    wanted = set()
+    if "app" in roles:
+        wanted |= {"legacy", "cluster_write", "cluster_read", "patroni_urls"}
+    if "db" in roles:
+        wanted |= {"move_source", "move_target"}
+    view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
         view["pg_hba"] = pg_hba(data)
         view["patroni_dcs"] = patroni_dcs(data)
+        view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     return view

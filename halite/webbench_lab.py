@@ -14,15 +14,16 @@ import subprocess
 import sys
 import time
 
-from halite import config, lab
+from halite import config, formats, lab
 
 UNIT = "carsale-bench-legacy"
 PORT = 8001
 
 
-def _in_host(host: str, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def _in_host(host: str, cmd: list[str], check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     pid = lab.leader_pid(host)
-    res = subprocess.run(["nsenter", "-t", str(pid), "-a", *cmd], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(["nsenter", "-t", str(pid), "-a", *cmd], capture_output=True, text=True, timeout=120,
+                         input=input)
     if check and res.returncode != 0:
         raise RuntimeError(f"{host}: {' '.join(cmd)}: {res.stderr.strip() or res.stdout.strip()}")
     return res
@@ -32,13 +33,14 @@ def main(duration: float = 10, concurrency: int = 8, out: str = "bench/results")
     data = config.load()
     topo = data["topology"]
     host = config.hosts_with_role(topo, "app")[0]
-    app, web, legacy = data["users"]["app"], data["web"], data["legacy"]
-    dsn = (f"host=127.0.0.1 port={legacy['port']} dbname={app['database']} user={app['username']} "
-           f"password={app['password']}")
+    web = data["web"]
+    dsn = formats.web_dsns(data, host)["legacy"]
     env = f"/run/{UNIT}.env"
-    _in_host(host, ["sh", "-c", f"umask 077; printf '%s\\n' "
-                                f"'HALITE_WEB_WRITE_DSN={dsn}' 'HALITE_WEB_READ_DSN={dsn}' "
-                                f"'HALITE_WEB_SECRET_KEY={web['secret_key']}' > {env}; chown {web['user']} {env}"])
+    # the secrets go through stdin into a systemd EnvironmentFile, never into a command line
+    _in_host(host, ["sh", "-c", 'umask 077; cat > "$1"; chown "$2" "$1"', "sh", env, web["user"]],
+             input=formats.systemd_env_line("HALITE_WEB_WRITE_DSN", dsn)
+             + formats.systemd_env_line("HALITE_WEB_READ_DSN", dsn)
+             + formats.systemd_env_line("HALITE_WEB_SECRET_KEY", web["secret_key"]))
     _in_host(host, ["systemctl", "stop", UNIT], check=False)
     _in_host(host, ["systemctl", "reset-failed", UNIT], check=False)
     _in_host(host, ["systemd-run", f"--unit={UNIT}", f"--uid={web['user']}", f"--gid={web['user']}",

@@ -47,6 +47,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import psycopg
 from psycopg import sql
 
+from halite import formats
+
 ID_STRIDE = 10**9
 BUCKET_S = 0.1
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -575,7 +577,7 @@ class Workload:
             except Exception as e:  # the new primary may still be coming up
                 last = e
                 if time.monotonic() >= deadline:
-                    raise RuntimeError(f"cannot verify through {dsn!r}: {_short(last)}") from e
+                    raise RuntimeError(f"cannot verify through {formats.without_password(dsn)!r}: {_short(last)}") from e
                 time.sleep(0.5)
 
     def results(self) -> dict:

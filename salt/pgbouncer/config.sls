@@ -28,8 +28,8 @@ pgbouncer-auth-file:
     - user: postgres
     - group: postgres
     - mode: "0600"
-    - contents: |
-        "{{ auth.username }}" "{{ auth.password }}"
+    # one line, "user" "password" with " doubled: halite.formats.pgbouncer_userlist
+    - contents: {{ hl.host.pgbouncer_userlist|json }}
     - show_changes: False
     - require:
       - sls: pgbouncer.install

@@ -1,6 +1,6 @@
 {%- from "map.jinja" import hl with context %}
 {%- from "web/target.jinja" import site with context %}
-{%- from "web/dsn.jinja" import dsn with context %}
+{%- set dsn = hl.host.dsn %}
 {%- set w = hl.web %}
 {%- set me = hl.topology.hosts[grains['id']] %}
 {%- set address = me.addresses.get(w.listen_network) or hl.host.address %}

@@ -1,5 +1,5 @@
 {%- from "map.jinja" import hl with context %}
-{%- from "web/dsn.jinja" import dsn with context %}
+{%- set dsn = hl.host.dsn %}
 {%- set mv = hl.move %}
 # The move itself (orch.migrate), on the cluster's leader only: it subscribes
 # the leader's PostgreSQL to the legacy server, waits for the copy, freezes

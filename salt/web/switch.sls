@@ -1,6 +1,6 @@
 {%- from "map.jinja" import hl with context %}
 {%- from "web/target.jinja" import site with context %}
-{%- from "web/dsn.jinja" import dsn with context %}
+{%- set dsn = hl.host.dsn %}
 {%- set w = hl.web %}
 # The switch alone (orch.migrate, with pillar web:database_target=cluster):
 # rewrite site.env and the target file, reload gunicorn. To the cluster only

@@ -8,7 +8,7 @@ import yaml
 
 from labkit import BIN, healthy_cluster, run, salt_ssh, state_summary, wait_for
 from labkit import patroni_members as members
-from halite import config
+from halite import config, formats
 
 pytestmark = pytest.mark.lab
 DATA = config.load()
@@ -18,9 +18,9 @@ DB_HOSTS = config.hosts_with_role(DATA["topology"], "db")
 ADDR = {h: config.cluster_address(DATA["topology"], h) for h in DB_HOSTS}
 
 
-def dsn(port: int) -> str:
-    return (f"host={PROXY} port={port} dbname={APP['database']} user={APP['username']} "
-            f"password={APP['password']} connect_timeout=3")
+def dsn(port: int, password: str = APP["password"]) -> str:
+    return formats.conninfo(("host", PROXY), ("port", port), ("dbname", APP["database"]), ("user", APP["username"]),
+                            ("password", password), ("connect_timeout", 3))
 
 
 def write_probe(tag: str) -> str:
@@ -79,7 +79,7 @@ def test_pgbouncer_authenticates_through_auth_query(deployed):
     assert rc == 0
     assert APP["username"] not in data[DB_HOSTS[0]]  # only the auth user's line is on disk
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(dsn(DATA["haproxy"]["write_port"]).replace(APP["password"], "wrong-password"))
+        psycopg.connect(dsn(DATA["haproxy"]["write_port"], password="wrong-password"))
 
 
 def haproxy_write_backend():

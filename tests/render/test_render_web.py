@@ -18,10 +18,13 @@ import pytest
 import yaml
 
 import rendering
-from halite import config
+from halite import config, formats
 
 REPO = rendering.REPO
 TO_CLUSTER = json.dumps({"halite": {"web": {"database_target": "cluster"}}})
+# the lab's passwords as libpq values (halite.formats; tests/render/test_render_secrets.py reads them back)
+QUOTED_APP_PW = formats.conninfo(("password", config.load()["users"]["app"]["password"])).split("=", 1)[1]
+QUOTED_MOVE_PW = formats.conninfo(("password", config.load()["users"]["legacy_move"]["password"])).split("=", 1)[1]
 
 
 def settings_file(tmp: Path, extra: dict | None = None) -> Path:
@@ -87,7 +90,7 @@ def test_site_starts_on_the_legacy_server(tmp):
     site = arg(states, "web-site-env", "context")["site"]
     assert site["target"] == "legacy"
     assert site["write_dsn"] == site["read_dsn"] == \
-        "host=127.0.0.1 port=5433 dbname=carsale user=carsale password=lab-app-Wd8e"
+        "host=127.0.0.1 port=5433 dbname=carsale user=carsale password=" + QUOTED_APP_PW
     assert site["patroni_urls"] == ""
     assert arg(states, "web-target-file", "contents") == "legacy"
     assert arg(states, "web-site-env", "mode") == "0640" and arg(states, "web-site-env", "show_changes") is False
@@ -112,8 +115,8 @@ def test_site_on_the_cluster_by_pillar(tmp):
     states = show(tmp, "app-01", "web", f"pillar={TO_CLUSTER}")
     site = arg(states, "web-site-env", "context")["site"]
     assert site["target"] == "cluster"
-    assert site["write_dsn"] == "host=127.0.0.1 port=5000 dbname=carsale user=carsale password=lab-app-Wd8e"
-    assert site["read_dsn"] == "host=127.0.0.1 port=5001 dbname=carsale user=carsale password=lab-app-Wd8e"
+    assert site["write_dsn"] == "host=127.0.0.1 port=5000 dbname=carsale user=carsale password=" + QUOTED_APP_PW
+    assert site["read_dsn"] == "host=127.0.0.1 port=5001 dbname=carsale user=carsale password=" + QUOTED_APP_PW
     assert site["patroni_urls"] == "http://10.77.1.11:8008,http://10.77.1.12:8008,http://10.77.1.13:8008"
     assert arg(states, "web-target-file", "contents") == "cluster"
     assert {"sls": "haproxy"} in arg(states, "web-schema-migrate", "require")
@@ -153,7 +156,7 @@ def test_move_runs_on_the_leader_with_the_local_superuser(tmp):
               for k, v in item.items()}
     assert kwargs["target_dsn"] == "host=/var/run/postgresql port=5432 dbname=carsale user=postgres"
     assert kwargs["source_dsn"] == kwargs["source_conninfo_for_target"] == \
-        "host=10.77.1.20 port=5433 dbname=carsale user=legacy_move password=lab-legacy-move-T6pk"
+        "host=10.77.1.20 port=5433 dbname=carsale user=legacy_move password=" + QUOTED_MOVE_PW
     assert kwargs["role"] == "carsale" and kwargs["runas"] == "postgres"
     assert {"fun": "patroni.is_leader"} in arg(states, "web-move-database-to-cluster", "onlyif")
 

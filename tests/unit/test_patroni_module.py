@@ -164,6 +164,15 @@ def test_minion_options_serve_direct_salt_ssh_calls():
     assert (conn["host"], conn["port"], conn["username"], conn["password"]) == ("127.0.0.1", 8028, "u", "p")
 
 
+def test_direct_salt_ssh_calls_decode_the_password_from_base64():
+    # the roster hands the password as password_b64 (halite.formats.salt_ssh_minion_opt)
+    password = "lab api's \"rest\" $USER:7 \\x #7 snow: \u2603"
+    encoded = base64.b64encode(password.encode("utf-8")).decode()
+    opts = {"halite": {"patroni": {"restapi": {"username": "u", "password_b64": encoded}}}}
+    with patch.dict(salt.modules.config.__pillar__, {}, clear=True), patch.dict(salt.modules.config.__opts__, opts):
+        assert patroni._connection({})["password"] == password
+
+
 def test_unknown_keyword_is_refused(api):
     with pytest.raises(SaltInvocationError, match="unknown keyword argument.*hots"):
         patroni.members(hots="10.0.0.1")

@@ -61,7 +61,8 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         if raw is None or raw.strip() == "":
             continue
         try:
-            cfg[key] = parse(raw.strip())
+            # strings exactly as given (a password or key may start or end with a space)
+            cfg[key] = raw if parse is str else parse(raw.strip())
         except ValueError:
             log.warning("ignoring invalid %s=%r", var, raw)
     if overrides:

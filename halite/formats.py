@@ -1,0 +1,235 @@
+"""Secrets into files: one function per format halite writes a password into.
+
+A password may hold any printable character (quotes, ``$``, ``:``, ``\\``,
+spaces, ``#``, non-ASCII); the model refuses control characters. Each function
+here returns the text of one value or one line in one file format, escaped by
+that format's own rules, so the program that reads it gets the password back
+exactly. Every function is pure; the tests parse each result back with the
+real reader where there is one (libpq, PgBouncer, PostgreSQL, PyYAML).
+
+Where a library does it, it is used: :func:`conninfo` is psycopg's
+``make_conninfo`` (checked by libpq's own parser), :func:`sql_literal` is
+psycopg's ``sql.Literal``. The others are written here because no library
+writes them: PgBouncer's ``auth_file``, libpq's ``.pgpass``, systemd's
+``EnvironmentFile=`` and the site's ``site.env``.
+
+The strings derived from secrets (the site's DSNs, PgBouncer's userlist) are
+computed once here, in Python, on the control machine (``halite.config.pillar_for``)
+and handed to the templates through the per-host pillar: templates print them,
+they do not assemble them. YAML needs nothing here: the ``|json`` filter of
+Salt (``ensure_ascii=False``) writes a JSON string, which is a YAML
+double-quoted scalar (the render tests read every file back with PyYAML).
+ensure_ascii matters: PyYAML does not join ``\\ud83d\\ude00`` surrogate escapes
+and Salt's loader refuses them, so the ``|tojson`` filter (ensure_ascii=True)
+would break a password holding an emoji.
+HAProxy's configuration holds no secret.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from halite import platforms
+from halite.view import cluster_address, hosts_with_role
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Characters no line-based format here can carry (the model refuses them too).
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(what: str, value: str) -> str:
+    value = str(value)
+    if _LINE_BREAKING.search(value):
+        raise ValueError(f"{what}: a control character or line break cannot be written into this format")
+    return value
+
+
+# --------------------------------------------------------------------------
+# libpq
+
+
+def conninfo(*pairs: tuple[str, object]) -> str:
+    """A libpq connection string (``key=value ...``), in the order given.
+
+    psycopg's ``make_conninfo`` escapes each value (``\\`` and ``'`` get a
+    backslash, a value with a space or that is empty is single-quoted) and
+    checks the result with libpq's parser. ``None`` values are left out.
+
+    :param pairs: ``(keyword, value)`` pairs, e.g. ``("password", pw)``.
+    :returns: e.g. ``host=10.0.0.1 port=5432 password='a b\\'c'``.
+    """
+    return make_conninfo("", **{key: (None if value is None else str(value)) for key, value in pairs})
+
+
+def without_password(text: str) -> str:
+    """``text`` (a conninfo or URI) with its password left out, for messages and logs."""
+    try:
+        params = conninfo_to_dict(text)
+    except Exception:  # noqa: BLE001 - psycopg.ProgrammingError, or anything libpq refuses
+        return "(a connection string libpq does not parse)"
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
+def pgpass_line(host: str, port: object, database: str, user: str, password: str) -> str:
+    """One line of libpq's password file (``.pgpass``, ``PGPASSFILE``), with its newline.
+
+    libpq splits the line at ``:`` and takes ``\\`` as "the next character
+    is literal" (PostgreSQL docs, "The Password File"; ``passwordFromFile``
+    in libpq's fe-connect.c), so both are escaped with a backslash in every
+    field. ``*`` in a field is the wildcard, so a literal ``*`` cannot be
+    matched; pass ``"*"`` on purpose only.
+    """
+    fields = [_one_line(".pgpass field", str(f)) for f in (host, port, database, user, password)]
+    return ":".join(re.sub(r"([\\:])", r"\\\1", f) for f in fields) + "\n"
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL SQL
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal for ``value``, correct whatever ``standard_conforming_strings`` is.
+
+    psycopg's ``sql.Literal`` without a connection: ``'`` is doubled, and a
+    value holding ``\\`` becomes ``E'...'`` with the backslashes doubled (what
+    PostgreSQL's own ``quote_literal`` does). ``_modules/pg_move._lit``
+    (which runs on the hosts, without psycopg) writes the same; a unit test
+    holds them together.
+    """
+    # psycopg puts a space before E'...' (so that it never glues onto a word); not needed here
+    return sql.Literal(str(value)).as_string(None).strip()
+
+
+# --------------------------------------------------------------------------
+# PgBouncer
+
+
+def pgbouncer_userlist_line(user: str, password: str) -> str:
+    """One line of PgBouncer's ``auth_file`` (userlist.txt), with its newline.
+
+    Both fields are double-quoted and a ``"`` inside is doubled (PgBouncer's
+    docs, "Authentication file format"; ``load_auth_file`` in its
+    src/loader.c). The password is taken as plain text unless it looks like a
+    hash: ``md5`` + 32 hex digits or ``SCRAM-SHA-256$...``.
+    """
+    def quote(value: str) -> str:
+        return '"' + _one_line("userlist field", value).replace('"', '""') + '"'
+
+    return f"{quote(user)} {quote(password)}\n"
+
+
+def pgbouncer_userlist(data: dict) -> str:
+    """The whole userlist.txt of a db host: the auth_query user's line only.
+
+    :param data: the validated settings (:func:`halite.config.load`).
+    """
+    auth = data["users"]["pgbouncer_auth"]
+    return pgbouncer_userlist_line(auth["username"], auth["password"])
+
+
+# --------------------------------------------------------------------------
+# environment files
+
+
+#: Characters systemd unescapes after a backslash inside double quotes
+#: (SHELL_NEED_ESCAPE in systemd's src/basic/escape.h); any other backslash is kept.
+SYSTEMD_DQUOTE_ESCAPES = '"\\`$'
+
+
+def systemd_env_line(key: str, value: str) -> str:
+    """One line of a systemd ``EnvironmentFile=``, with its newline: ``KEY="value"``.
+
+    Inside double quotes systemd removes a backslash before ``"``, ``\\``,
+    `````` and ``$`` and keeps every other character as it is (systemd.exec(5),
+    "EnvironmentFile="; the parser is ``parse_env_file_internal`` in
+    src/basic/env-file.c, state DOUBLE_QUOTE_VALUE). Those four get a
+    backslash, so the line also means the same to a POSIX shell.
+    systemd does not expand ``$VAR`` in these files.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise ValueError(f"{key!r} is not an environment variable name")
+    escaped = re.sub(r'(["\\`$])', r"\\\1", _one_line(f"environment value of {key}", value))
+    return f'{key}="{escaped}"\n'
+
+
+def site_env_line(key: str, value: str) -> str:
+    """One line of the site's ``site.env``: ``KEY=value``, with its newline.
+
+    The site's reader (salt/web/files/gunicorn.conf.py.jinja) takes the
+    value from after the first ``=`` to the end of the line, exactly: no
+    quotes, no escapes, no trimming. So the value is written as it is; only a
+    line break could not be, and the model refuses those.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise ValueError(f"{key!r} is not an environment variable name")
+    return f"{key}={_one_line(f'site.env value of {key}', value)}\n"
+
+
+# --------------------------------------------------------------------------
+# salt-ssh
+
+
+def salt_ssh_minion_opt(value: str) -> str:
+    """A secret for the roster's ``minion_opts``: base64 of its UTF-8 bytes.
+
+    salt-ssh (3008, salt-thin) writes ``minion_opts`` as YAML *inside a Python
+    string literal* of its shim (``OPTIONS.config = \"\"\"...\"\"\"`` in
+    salt/client/ssh/__init__.py), so Python's escape processing runs over the
+    YAML: ``\\"`` and ``\\\\`` lose their backslash, ``\\x #`` is a syntax
+    error, and the target's minion config no longer parses. No quoting of ours
+    survives both layers; base64 has nothing either layer touches. The
+    reader is ``_modules/patroni.py`` (``password_b64``).
+    """
+    return base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+
+
+# --------------------------------------------------------------------------
+# derived strings for the templates
+
+
+def pg_socket_dir(os_family: str) -> str:
+    """PostgreSQL's socket directory on an OS family (halite.platforms, its one place)."""
+    return platforms.FAMILIES[os_family]["paths"]["pg_socket_dir"]
+
+
+def web_dsns(data: dict, host: str) -> dict:
+    """The car market's connection strings as ``host`` uses them.
+
+    :param data: the validated settings (:func:`halite.config.load`).
+    :param host: the host whose view this is (its address for HAProxy differs).
+    :returns: ``legacy`` (the app's DSN on the legacy server, from this host:
+        127.0.0.1), ``cluster_write``/``cluster_read`` (the app's DSNs through
+        HAProxy's ports: 127.0.0.1 on a HAProxy host, else the first HAProxy
+        host), ``patroni_urls`` (``http://<db>:<port>,...`` for the status
+        page), ``move_source`` (the legacy server from a db host, as
+        legacy_move) and ``move_target`` (the local PostgreSQL over its
+        socket, as the superuser, no password: peer authentication).
+    """
+    topo = data["topology"]
+    app, users = data["users"]["app"], data["users"]
+    login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]
+    proxies = hosts_with_role(topo, "haproxy")
+    proxy = "127.0.0.1" if host in proxies else cluster_address(topo, proxies[0])
+    legacy_hosts = hosts_with_role(topo, "legacy_db")
+    family = topo["hosts"][host].get("os_family", "Debian")
+    port = data["patroni"]["restapi"]["port"]
+    return {
+        "legacy": conninfo(("host", "127.0.0.1"), ("port", data["legacy"]["port"]), *login),
+        "cluster_write": conninfo(("host", proxy), ("port", data["haproxy"]["write_port"]), *login),
+        "cluster_read": conninfo(("host", proxy), ("port", data["haproxy"]["read_port"]), *login),
+        "patroni_urls": ",".join(f"http://{cluster_address(topo, h)}:{port}" for h in hosts_with_role(topo, "db")),
+        "move_target": conninfo(("host", pg_socket_dir(family)), ("port", data["postgresql"]["port"]),
+                                ("dbname", app["database"]), ("user", users["superuser"]["username"])),
+        "move_source": conninfo(("host", cluster_address(topo, legacy_hosts[0]) if legacy_hosts else ""),
+                                ("port", data["legacy"]["port"]), ("dbname", app["database"]),
+                                ("user", users["legacy_move"]["username"]),
+                                ("password", users["legacy_move"]["password"])),
+    }

@@ -1,0 +1,228 @@
+"""Every lab password logs in, over the network path it is used on.
+
+pillar/secrets.yaml gives each lab password (and web.yaml the site's key)
+quotes, $, :, a backslash, a space, # and non-ASCII, so a value escaped wrong
+anywhere on its way (pillar, YAML, PgBouncer's userlist, libpq conninfo,
+.pgpass, SQL, site.env) fails a login here. Each login is also tried with the
+password plus one character, which must fail: the server really checks it.
+
+Commands on the hosts get no secret on their command line: a fixed Python
+program is sent to ``python3 -`` on the host through ``halite lab ssh``'s stdin,
+with the checks (argv, environment, a .pgpass text) as a Python literal in it;
+psql gets its password from PGPASSWORD or a 0600 PGPASSFILE.
+"""
+from __future__ import annotations
+
+import http.cookies
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+
+import psycopg
+import pytest
+
+from halite import config, formats, lab as labmod
+from labkit import BIN, REPO
+
+pytestmark = pytest.mark.lab
+DATA = config.load()
+TOPO = DATA["topology"]
+USERS = DATA["users"]
+DB_HOSTS = config.hosts_with_role(TOPO, "db")
+APP_HOST = config.hosts_with_role(TOPO, "app")[0]
+LEGACY_HOST = config.hosts_with_role(TOPO, "legacy_db")[0]
+PROXY = config.hosts_with_role(TOPO, "haproxy")[0]
+PROXY_EDGE = TOPO["hosts"][PROXY]["addresses"]["edge"]
+ADDR = {h: config.cluster_address(TOPO, h) for h in TOPO["hosts"]}
+PG_PORT, PGB_PORT = DATA["postgresql"]["port"], DATA["pgbouncer"]["port"]
+API = DATA["patroni"]["restapi"]
+
+# Runs on the host: each check is {"argv", "env", optional "pgpass"}; prints one JSON list.
+REMOTE = r'''
+import json, os, subprocess, tempfile
+results = []
+for check in CHECKS:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(check.get("env", {}))
+    passfile = None
+    if "pgpass" in check:
+        fd, passfile = tempfile.mkstemp(prefix="halite-test-pgpass-")  # 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(check["pgpass"])
+        env["PGPASSFILE"] = passfile
+    try:
+        res = subprocess.run(check["argv"], env=env, capture_output=True, text=True, timeout=30)
+        results.append({"rc": res.returncode, "out": res.stdout.strip(), "err": res.stderr.strip()[-500:]})
+    except Exception as exc:
+        results.append({"rc": -1, "out": "", "err": repr(exc)})
+    finally:
+        if passfile:
+            os.unlink(passfile)
+print(json.dumps(results))
+'''
+
+# One HTTP request with Basic auth from the environment; prints the status code.
+HTTP = r'''
+import base64, os, sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=b"")
+token = base64.b64encode((os.environ["API_USER"] + ":" + os.environ["API_PASSWORD"]).encode("utf-8")).decode()
+req.add_header("Authorization", "Basic " + token)
+try:
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        print(resp.status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+'''
+
+
+def on_host(host: str, checks: list[dict]) -> list[dict]:
+    """Run ``checks`` on ``host``; the secrets travel in the program on stdin, never in argv."""
+    program = f"CHECKS = {ascii(checks)}\n{REMOTE}"  # a Python literal, pure ASCII whatever the locale
+    res = subprocess.run([str(BIN / "halite"), "lab", "ssh", host, "python3", "-"], input=program, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
+    results = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(results) == len(checks)
+    return results
+
+
+def psql(conninfo: str, sql: str, password: str, pgpass: str | None = None) -> dict:
+    """A psql check: the password in PGPASSWORD, or (``pgpass``) in a password file only."""
+    check = {"argv": ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql],
+             "env": {"PGCONNECT_TIMEOUT": "10"}}
+    if pgpass is None:
+        check["env"]["PGPASSWORD"] = password
+    else:
+        check["pgpass"] = pgpass
+    return check
+
+
+def logs_in(host: str, conninfo: str, sql: str, password: str, expect: str, pgpass_for: tuple | None = None) -> None:
+    """``sql`` through ``conninfo`` on ``host`` answers ``expect`` with ``password``, and fails with a wrong one."""
+    if pgpass_for:
+        checks = [psql(conninfo, sql, password, formats.pgpass_line(*pgpass_for, password)),
+                  psql(conninfo, sql, password, formats.pgpass_line(*pgpass_for, password + "x"))]
+    else:
+        checks = [psql(conninfo, sql, password), psql(conninfo, sql, password + "x")]
+    right, wrong = on_host(host, checks)
+    assert right["rc"] == 0, f"{host} -> {conninfo}: {right['err']}"
+    assert expect in right["out"], right
+    # PostgreSQL says "password authentication failed", PgBouncer "SASL authentication failed"
+    assert wrong["rc"] != 0 and "authentication failed" in wrong["err"], wrong
+
+
+def test_the_lab_passwords_are_nasty():
+    secrets = [u["password"] for u in USERS.values()] + [API["password"], DATA["web"]["secret_key"]]
+    assert len(set(secrets)) == len(secrets)
+    for secret in secrets:
+        assert secret.isprintable() and not secret.isascii(), secret
+        assert all(c in secret for c in "'\"$:\\ #"), secret
+
+
+def test_superuser_and_rewind_log_in_from_another_db_host(deployed):
+    target, client = DB_HOSTS[0], DB_HOSTS[1]
+    for key in ("superuser", "rewind"):
+        user = USERS[key]
+        conninfo = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("dbname", "postgres"),
+                                    ("user", user["username"]))
+        logs_in(client, conninfo, "SELECT current_user", user["password"], user["username"])
+
+
+def test_replication_connects_with_a_pgpass_file(deployed):
+    target, client = DB_HOSTS[0], DB_HOSTS[1]
+    user = USERS["replication"]
+    conninfo = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("user", user["username"]),
+                                ("replication", "true"))
+    # IDENTIFY_SYSTEM answers systemid|timeline|xlogpos|dbname
+    logs_in(client, conninfo, "IDENTIFY_SYSTEM", user["password"], "|",
+            pgpass_for=(ADDR[target], PG_PORT, "*", user["username"]))
+
+
+def test_pgbouncer_auth_user_logs_in_to_pgbouncer_and_postgresql(deployed):
+    """Its password on PgBouncer's side is the userlist line; on PostgreSQL's, the role Salt set."""
+    target, client = DB_HOSTS[0], DB_HOSTS[1]
+    user = USERS["pgbouncer_auth"]
+    console = formats.conninfo(("host", ADDR[target]), ("port", PGB_PORT), ("dbname", "pgbouncer"),
+                               ("user", user["username"]))
+    logs_in(client, console, "SHOW VERSION", user["password"], "PgBouncer")
+    direct = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("dbname", USERS["app"]["database"]),
+                              ("user", user["username"]))
+    logs_in(client, direct, "SELECT current_user", user["password"], user["username"])
+
+
+@pytest.mark.parametrize("db_host", DB_HOSTS)
+def test_app_logs_in_through_each_pgbouncer(deployed, db_host):
+    """auth_query: PgBouncer logs in as pgbouncer_auth (userlist) to look the app's verifier up."""
+    app = USERS["app"]
+    conninfo = formats.conninfo(("host", ADDR[db_host]), ("port", PGB_PORT), ("dbname", app["database"]),
+                                ("user", app["username"]))
+    logs_in(APP_HOST, conninfo, "SELECT current_user", app["password"], app["username"])
+
+
+@pytest.mark.parametrize("port", [DATA["haproxy"]["write_port"], DATA["haproxy"]["read_port"]])
+def test_app_logs_in_through_haproxy(deployed, port):
+    """From the control machine, the password inside a libpq conninfo (halite.formats.conninfo)."""
+    app = USERS["app"]
+
+    def dsn(password: str) -> str:
+        return formats.conninfo(("host", PROXY_EDGE), ("port", port), ("dbname", app["database"]),
+                                ("user", app["username"]), ("password", password), ("connect_timeout", 10))
+
+    with psycopg.connect(dsn(app["password"]), autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == app["username"]
+    with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+        psycopg.connect(dsn(app["password"] + "x"))
+
+
+def test_legacy_move_reaches_the_legacy_server_from_a_db_host(deployed):
+    mover = USERS["legacy_move"]
+    conninfo = formats.conninfo(("host", ADDR[LEGACY_HOST]), ("port", DATA["legacy"]["port"]),
+                                ("dbname", USERS["app"]["database"]), ("user", mover["username"]))
+    logs_in(DB_HOSTS[0], conninfo, "SELECT current_user", mover["password"], mover["username"])
+
+
+def test_patroni_api_takes_its_password_and_refuses_a_wrong_one(deployed):
+    """POST /reload (re-read an unchanged patroni.yml) needs the REST API's Basic auth: 202, else 401."""
+    url = f"http://{ADDR[DB_HOSTS[0]]}:{API['port']}/reload"
+
+    def request(password: str) -> dict:
+        return {"argv": ["python3", "-c", HTTP, url, "POST"],
+                "env": {"API_USER": API["username"], "API_PASSWORD": password}}
+
+    right, wrong = on_host(APP_HOST, [request(API["password"]), request(API["password"] + "x")])
+    assert right["rc"] == 0 and right["out"] == "202", right
+    assert wrong["rc"] == 0 and wrong["out"] == "401", wrong
+
+
+def test_site_answers_and_signs_its_session_with_the_exact_key(deployed):
+    """The site's session cookie verifies with web.secret_key as written in the pillar (spaces at
+    both ends included), and not with the key trimmed."""
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import BadSignature
+
+    url = labmod.site_url()
+    with urllib.request.urlopen(url, timeout=15) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(url + "api/cars?per_page=1", timeout=15) as resp:
+        car = json.loads(resp.read())["cars"][0]["id"]
+    with urllib.request.urlopen(f"{url}cars/{car}", timeout=15) as resp:
+        assert resp.status == 200
+        page = resp.read().decode()
+        cookies = http.cookies.SimpleCookie()
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def serializer(key: str):
+        app = Flask("halite-test")
+        app.secret_key = key
+        return SecureCookieSessionInterface().get_signing_serializer(app)
+
+    key = DATA["web"]["secret_key"]
+    assert serializer(key).loads(cookies["session"].value)["csrf"] == token
+    assert key != key.strip()
+    with pytest.raises(BadSignature):
+        serializer(key.strip()).loads(cookies["session"].value)
