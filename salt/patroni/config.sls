@@ -29,6 +29,8 @@ patroni-config-file:
     - user: postgres
     - group: postgres
     - mode: "0600"
+    # it holds every PostgreSQL password: never print its diff
+    - show_changes: False
     - context:
         hl: {{ hl|json }}
     - require:
