@@ -538,6 +538,7 @@ def status() -> list[dict]:
         entry = state["hosts"].get(host, {})
         rows.append({
             "host": host,
+            "release": platforms.release_of(spec.get("os_family", "Debian"), spec.get("os_release")),
             "state": "running" if alive(entry.get("pid")) else "stopped",
             "pid": entry.get("pid") if alive(entry.get("pid")) else None,
             "edge": spec["addresses"].get("edge", "-"),

@@ -78,3 +78,13 @@ def test_a_host_made_from_another_release_is_not_remounted(tmp_path, monkeypatch
     state = {"hosts": {"db-01": {"release": "bookworm"}}}
     with pytest.raises(RuntimeError, match="made from the bookworm image and the topology now says trixie"):
         lab.prepare_host(trixie_topology(), "db-01", state)
+
+
+def test_status_shows_each_hosts_release(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "STATE", tmp_path / "state.json")  # no lab here
+    monkeypatch.setenv("HALITE_TOPOLOGY", str(config.PILLAR_DIR / "topology-trixie.yaml"))
+    monkeypatch.setenv("HALITE_SETTINGS", str(config.PILLAR_DIR / "trixie.yaml"))
+    rows = {r["host"]: r for r in lab.status()}
+    assert {h: r["release"] for h, r in rows.items()} == {
+        "jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie", "app-01": "bookworm"}
+    assert all(r["state"] == "stopped" for r in rows.values())
