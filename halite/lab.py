@@ -3,9 +3,10 @@
 ``halite lab up`` builds (once, then cached) a base image and a local package
 mirror per Debian release the topology names (``os_release``: bookworm or
 trixie), then boots one container per host of the topology, from its
-release's image with its release's mirror, on two bridges it creates. The control machine has an address on the edge bridge
-only; it reaches every other host through the jump host, exactly as it would
-reach hosts in a private cloud network.
+release's image with its release's mirror, on two bridges it creates. The
+control machine has an address on the edge bridge only; it reaches every
+other host through the jump host, exactly as it would reach hosts in a
+private cloud network.
 
 Everything the lab makes is recorded in ``/var/lib/halite/lab/state.json`` so
 ``halite lab down`` removes it all again: containers (stopped by their PID),

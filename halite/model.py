@@ -878,17 +878,22 @@ def _release_checks(s: Settings) -> list[tuple[str, str]]:
             continue
         release = platforms.release_of(family, host.os_release)
         offered = platforms.postgresql_versions(family, release)
-        if "db" in host.roles and s.postgresql.version not in offered:
-            wrong.setdefault(("postgresql.version", s.postgresql.version), {}).setdefault((family, release), []).append(name)
-        if "legacy_db" in host.roles and legacy_version(s, name) not in offered:
-            wrong.setdefault(("legacy.version", legacy_version(s, name)), {}).setdefault((family, release), []).append(name)
+        needs = []
+        if "db" in host.roles:
+            needs.append(("postgresql.version", s.postgresql.version))
+        if "legacy_db" in host.roles:
+            needs.append(("legacy.version", legacy_version(s, name)))
+        for need in needs:
+            if need[1] not in offered:
+                wrong.setdefault(need, {}).setdefault((family, release), []).append(name)
     for (key, version), by_release in wrong.items():
         for (family, release), names in by_release.items():
             offered = ", ".join(map(str, platforms.postgresql_versions(family, release)))
             who = f"{names[0]} runs" if len(names) == 1 else f"{', '.join(names)} run"
             if family == "Debian":
                 major = platforms.DEBIAN_RELEASES[release]["major"]
-                p.append((key, f"is {version}; {who} Debian {major} ({release}), which ships PostgreSQL {offered} only"))
+                p.append((key, f"is {version}; {who} Debian {major} ({release}), "
+                               f"which ships PostgreSQL {offered} only"))
             else:
                 p.append((key, f"is {version}; {who} {family} {release}, for which PGDG builds PostgreSQL {offered}"))
     return p
