@@ -8,7 +8,7 @@ Examples::
     halite config example    # every setting with its default (pillar.example)
 
     halite lab up            # build (cached) and boot the five lab hosts
-    halite lab status        # host, running or not, addresses, roles
+    halite lab status        # host, release, running or not, addresses, roles
     halite lab ssh db-01 -- patronictl list
     halite lab fault postgres-kill db-01   # fault primitives (see halite.faults)
     halite lab down          # remove everything the lab made
@@ -28,7 +28,7 @@ from halite import config, lab
 def _lab(args: argparse.Namespace) -> int:
     if args.action == "up":
         lab.up(args.hosts or None)
-        print(lab.format_table(lab.status(), ["host", "state", "edge", "private", "roles"]))
+        print(lab.format_table(lab.status(), ["host", "release", "state", "edge", "private", "roles"]))
     elif args.action == "down":
         lab.down()
     elif args.action == "status":
@@ -36,7 +36,7 @@ def _lab(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(lab.format_table(rows, ["host", "state", "pid", "edge", "private", "roles"]))
+            print(lab.format_table(rows, ["host", "release", "state", "pid", "edge", "private", "roles"]))
     elif args.action == "ssh":
         if not args.hosts:
             print("usage: halite lab ssh HOST [CMD...]", file=sys.stderr)

@@ -1,10 +1,12 @@
 """The lab: real hosts on one machine, as systemd-nspawn containers.
 
-``halite lab up`` builds (once, then cached) a Debian 12 base image and a local
-package mirror, then boots one container per host of the topology on two
-bridges it creates. The control machine has an address on the edge bridge
-only; it reaches every other host through the jump host, exactly as it would
-reach hosts in a private cloud network.
+``halite lab up`` builds (once, then cached) a base image and a local package
+mirror per Debian release the topology names (``os_release``: bookworm or
+trixie), then boots one container per host of the topology, from its
+release's image with its release's mirror, on two bridges it creates. The
+control machine has an address on the edge bridge only; it reaches every
+other host through the jump host, exactly as it would reach hosts in a
+private cloud network.
 
 Everything the lab makes is recorded in ``/var/lib/halite/lab/state.json`` so
 ``halite lab down`` removes it all again: containers (stopped by their PID),
@@ -21,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from halite import config
+from halite import config, platforms
 
 ROOT = Path(os.environ.get("HALITE_LAB_ROOT", "/var/lib/halite"))
-IMAGE_DIR = ROOT / "images" / "bookworm"
-MIRROR_DIR = ROOT / "mirror"
+#: Debian releases the lab can boot (each its own image and mirror).
+RELEASES = tuple(platforms.DEBIAN_RELEASES)
 LAB_DIR = ROOT / "lab"
 SSH_DIR = LAB_DIR / "ssh"
 KEY = SSH_DIR / "id_ed25519"
@@ -40,9 +42,10 @@ IMAGE_PACKAGES = [
     "ca-certificates", "procps", "less", "netbase",
 ]
 
-#: Debian packages the states may install on lab hosts, served by the mirror.
-MIRROR_DEBS = [
-    "chrony", "nftables", "postgresql-15", "postgresql-client-15", "etcd-server", "etcd-client",
+#: Debian packages the states may install on lab hosts, served by the mirror;
+#: ``{pg}`` is the release's PostgreSQL major.
+MIRROR_DEBS_TEMPLATE = [
+    "chrony", "nftables", "postgresql-{pg}", "postgresql-client-{pg}", "etcd-server", "etcd-client",
     "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
     "nginx", "openssl",
 ]
@@ -50,6 +53,60 @@ MIRROR_DEBS = [
 #: PyPI packages for hosts (built as wheels on the control machine).
 MIRROR_WHEELS = ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4",
                  "flask>=3.1,<3.2", "gunicorn>=23,<24"]
+#: Platform tags of manylinux wheels a Debian host on x86_64 can load (glibc 2.36+).
+WHEEL_PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+                   "manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64",
+                   "manylinux1_x86_64", "any"]
+
+
+def image_dir(release: str) -> Path:
+    """The cached base image of a Debian release."""
+    return ROOT / "images" / release
+
+
+def mirror_dir(release: str) -> Path:
+    """The cached package mirror of a Debian release (bookworm's kept its first name)."""
+    return ROOT / "mirror" if release == "bookworm" else ROOT / f"mirror-{release}"
+
+
+def mirror_debs(release: str) -> list[str]:
+    """The Debian packages of a release's mirror."""
+    pg = platforms.DEBIAN_RELEASES[release]["postgresql"]
+    return [name.replace("{pg}", str(pg)) for name in MIRROR_DEBS_TEMPLATE]
+
+
+def apt_sources(release: str) -> str:
+    """sources.list lines for fetching a release's packages on the control machine."""
+    return (f"deb {DEBIAN_URL} {release} main\ndeb {DEBIAN_URL} {release}-updates main\n"
+            f"deb http://deb.debian.org/debian-security {release}-security main\n")
+
+
+def host_release(topo: dict, host: str) -> str:
+    """The Debian release ``host`` boots in the lab (the topology's ``os_release``)."""
+    spec = topo["hosts"][host]
+    family = spec.get("os_family", "Debian")
+    if family != "Debian":
+        raise RuntimeError(f"{host}: the lab boots Debian hosts only; the topology says {family}")
+    release = platforms.release_of(family, spec.get("os_release"))
+    if release not in RELEASES:
+        raise RuntimeError(f"{host}: the lab has no image for Debian release {release!r}; known: {', '.join(RELEASES)}")
+    return release
+
+
+def topology_releases(topo: dict, hosts: list[str] | None = None) -> list[str]:
+    """The Debian releases ``hosts`` (default: all) boot, each once, in topology order."""
+    out: list[str] = []
+    for host in hosts or list(topo["hosts"]):
+        release = host_release(topo, host)
+        if release not in out:
+            out.append(release)
+    return out
+
+
+#: Kept for callers of the single-release lab: bookworm's image, mirror and packages.
+IMAGE_DIR = image_dir("bookworm")
+MIRROR_DIR = mirror_dir("bookworm")
+MIRROR_DEBS = mirror_debs("bookworm")
 
 
 def log(msg: str) -> None:
@@ -69,20 +126,21 @@ def run(cmd: list[str], check: bool = True, quiet: bool = False, **kw) -> subpro
 # image and mirror
 
 
-def build_image() -> Path:
-    """Debootstrap the base image once; later calls reuse it."""
-    marker = IMAGE_DIR / ".halite-image-ok"
+def build_image(release: str = "bookworm") -> Path:
+    """Debootstrap the base image of a Debian release once; later calls reuse it."""
+    image = image_dir(release)
+    marker = image / ".halite-image-ok"
     if marker.exists():
-        log(f"base image cached at {IMAGE_DIR}")
-        return IMAGE_DIR
-    if IMAGE_DIR.exists():
-        shutil.rmtree(IMAGE_DIR)
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    log("building the base image with debootstrap (about 3 minutes, once)")
-    tmp = IMAGE_DIR.with_suffix(".tmp")
+        log(f"{release} base image cached at {image}")
+        return image
+    if image.exists():
+        shutil.rmtree(image)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building the {release} base image with debootstrap (about 3-4 minutes, once)")
+    tmp = image.with_suffix(".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), "bookworm", tmp, DEBIAN_URL])
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), release, tmp, DEBIAN_URL])
     # Lab hosts have no route out: their package sources come from pillar.
     (tmp / "etc/apt/sources.list").write_text("# package sources are managed by Salt (pillar halite:packages)\n")
     for key in (tmp / "etc/ssh").glob("ssh_host_*"):
@@ -94,34 +152,35 @@ def build_image() -> Path:
     if not link.exists():
         link.symlink_to("/lib/systemd/system/systemd-networkd.service")
     run(["chroot", tmp, "apt-get", "clean"])
-    tmp.rename(IMAGE_DIR)
+    tmp.rename(image)
     marker.write_text(time.strftime("%F %T\n"))
-    return IMAGE_DIR
+    return image
 
 
-def build_mirror(wheels_python: str | None = None) -> Path:
-    """Fetch the hosts' packages into a local repository, once."""
-    deb_dir = MIRROR_DIR / "debian"
-    pypi_dir = MIRROR_DIR / "pypi"
-    marker = MIRROR_DIR / ".halite-mirror-ok"
-    wanted = json.dumps([MIRROR_DEBS, MIRROR_WHEELS])
+def build_mirror(release: str = "bookworm", wheels_python: str | None = None) -> Path:
+    """Fetch a release's host packages into a local repository, once."""
+    mirror, image = mirror_dir(release), image_dir(release)
+    debs = mirror_debs(release)
+    deb_dir = mirror / "debian"
+    pypi_dir = mirror / "pypi"
+    marker = mirror / ".halite-mirror-ok"
+    wanted = json.dumps([debs, MIRROR_WHEELS])
     if marker.exists() and marker.read_text() == wanted:
-        log(f"package mirror cached at {MIRROR_DIR}")
-        return MIRROR_DIR
-    build_image()
-    log("building the package mirror from Debian's registry and PyPI")
+        log(f"{release} package mirror cached at {mirror}")
+        return mirror
+    build_image(release)
+    log(f"building the {release} package mirror from Debian's registry and PyPI")
     deb_dir.mkdir(parents=True, exist_ok=True)
     pypi_dir.mkdir(parents=True, exist_ok=True)
     # A scratch copy of apt's state inside the image, so the image stays clean.
-    work = ROOT / "mirror-work"
+    work = mirror.with_name(mirror.name + "-work")
     shutil.rmtree(work, ignore_errors=True)
     (work / "lists/partial").mkdir(parents=True)
     (work / "archives/partial").mkdir(parents=True)
     sources = work / "sources.list"
-    sources.write_text(f"deb {DEBIAN_URL} bookworm main\ndeb {DEBIAN_URL} bookworm-updates main\n"
-                       "deb http://deb.debian.org/debian-security bookworm-security main\n")
+    sources.write_text(apt_sources(release))
     apt_opts = [
-        "-o", f"Dir={IMAGE_DIR}",
+        "-o", f"Dir={image}",
         "-o", f"Dir::Etc::SourceList={sources}",
         "-o", "Dir::Etc::SourceParts=/nonexistent",
         "-o", f"Dir::State::Lists={work}/lists",
@@ -132,7 +191,7 @@ def build_mirror(wheels_python: str | None = None) -> Path:
         "-o", "Debug::NoLocking=1",
     ]
     run(["apt-get", *apt_opts, "update"])
-    run(["apt-get", *apt_opts, "-y", "--download-only", "install", *MIRROR_DEBS])
+    run(["apt-get", *apt_opts, "-y", "--download-only", "install", *debs])
     for deb in (work / "archives").glob("*.deb"):
         shutil.move(str(deb), deb_dir / deb.name)
     shutil.rmtree(work, ignore_errors=True)
@@ -140,13 +199,31 @@ def build_mirror(wheels_python: str | None = None) -> Path:
         subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=deb_dir, stdout=fh,
                        stderr=subprocess.DEVNULL, check=True)
     run(["gzip", "-kf", deb_dir / "Packages"], quiet=True)
-    release = run(["apt-ftparchive", "release", "."], cwd=deb_dir, quiet=True).stdout
-    (deb_dir / "Release").write_text(release)
+    release_file = run(["apt-ftparchive", "release", "."], cwd=deb_dir, quiet=True).stdout
+    (deb_dir / "Release").write_text(release_file)
     py = wheels_python or sys.executable
+    # Pure-Python wheels (and sdists such as ydiff, built here) serve any Python 3 ...
     run([py, "-m", "pip", "wheel", "--quiet", "-w", pypi_dir, *MIRROR_WHEELS])
+    target = platforms.DEBIAN_RELEASES[release]["python"]
+    have = run([py, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], quiet=True).stdout.strip()
+    if have != target:
+        # ... compiled ones (psycopg-binary, PyYAML, MarkupSafe) must match the hosts' Python.
+        run([py, "-m", "pip", "download", *wheel_download_args(target), "--find-links", pypi_dir,
+             "-d", pypi_dir, *MIRROR_WHEELS])
     marker.write_text(wanted)
-    log(f"mirror ready: {len(list(deb_dir.glob('*.deb')))} debs, {len(list(pypi_dir.glob('*.whl')))} wheels")
-    return MIRROR_DIR
+    log(f"{release} mirror ready: {len(list(deb_dir.glob('*.deb')))} debs, "
+        f"{len(list(pypi_dir.glob('*.whl')))} wheels")
+    return mirror
+
+
+def wheel_download_args(python: str) -> list[str]:
+    """pip download options for binary wheels that CPython ``python`` (e.g. 3.13) on x86_64 loads."""
+    tag = "cp" + python.replace(".", "")
+    args = ["--quiet", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+            "--abi", tag, "--abi", "abi3", "--abi", "none"]
+    for plat in WHEEL_PLATFORMS:
+        args += ["--platform", plat]
+    return args
 
 
 # --------------------------------------------------------------------------
@@ -267,12 +344,18 @@ def interfaces(topo: dict, host: str) -> list[tuple[str, str, str]]:
 
 def prepare_host(topo: dict, host: str, state: dict) -> Path:
     d = host_dirs(host)
+    release = host_release(topo, host)
+    entry = state["hosts"].setdefault(host, {})
+    # A host made before releases were recorded is bookworm's.
+    if d["upper"].exists() and any(d["upper"].iterdir()) and entry.get("release", "bookworm") != release:
+        raise RuntimeError(f"{host} was made from the {entry.get('release', 'bookworm')} image and the topology "
+                           f"now says {release}: remove the lab first (halite lab down)")
     for key in ("upper", "work", "root"):
         d[key].mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(d["root"]):
         run(["mount", "-t", "overlay", "overlay", "-o",
-             f"lowerdir={IMAGE_DIR},upperdir={d['upper']},workdir={d['work']}", d["root"]])
-    state["hosts"].setdefault(host, {})["root"] = str(d["root"])
+             f"lowerdir={image_dir(release)},upperdir={d['upper']},workdir={d['work']}", d["root"]])
+    entry.update({"root": str(d["root"]), "release": release})
     save_state(state)
     root = d["root"]
     (root / "etc/hostname").write_text(host + "\n")
@@ -317,7 +400,7 @@ def start_host(topo: dict, host: str, state: dict) -> None:
     ifaces = interfaces(topo, host)
     cmd = ["systemd-nspawn", "-D", str(root), "--boot", "--register=no", "--keep-unit", "-M", host,
            "--resolv-conf=off", "--timezone=off", "--console=read-only",
-           f"--bind-ro={MIRROR_DIR}:{MIRROR_MOUNT}"]
+           f"--bind-ro={mirror_dir(host_release(topo, host))}:{MIRROR_MOUNT}"]
     extra_links = []
     for i, (iface, net, _addr) in enumerate(ifaces):
         bridge = topo["networks"][net]["bridge"]
@@ -375,14 +458,15 @@ def up(hosts: list[str] | None = None) -> dict:
     for host, entry in state["hosts"].items():
         if entry.get("pid") and not alive(entry["pid"]):
             entry["pid"] = None
-    build_image()
-    build_mirror()
-    ensure_keys()
-    net_up(topo, state)
     targets = hosts or list(topo["hosts"])
     jump = config.hosts_with_role(topo, "jump")[0]
     if jump not in targets:
         targets.insert(0, jump)
+    for release in topology_releases(topo, targets):
+        build_image(release)
+        build_mirror(release)
+    ensure_keys()
+    net_up(topo, state)
     for host in targets:
         prepare_host(topo, host, state)
     write_known_hosts(topo)
@@ -455,6 +539,7 @@ def status() -> list[dict]:
         entry = state["hosts"].get(host, {})
         rows.append({
             "host": host,
+            "release": platforms.release_of(spec.get("os_family", "Debian"), spec.get("os_release")),
             "state": "running" if alive(entry.get("pid")) else "stopped",
             "pid": entry.get("pid") if alive(entry.get("pid")) else None,
             "edge": spec["addresses"].get("edge", "-"),

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator)
 
+from halite import platforms
+
 # --------------------------------------------------------------------------
 # errors
 
@@ -237,6 +239,9 @@ class Network(Model):
 class Host(Model):
     roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db")
     os_family: Literal["Debian", "RedHat"] = Field("Debian", description="Debian or RedHat")
+    os_release: Literal["bookworm", "trixie", 8, 9] | None = Field(
+        None, description="Debian: bookworm (12) or trixie (13); RedHat family: major 8 or 9; "
+                          "empty: bookworm, or 9")
     addresses: dict[Name, Annotated[str, AfterValidator(_ipv4_address)]] = Field(
         description="network name -> address; every host needs at least one")
 
@@ -478,6 +483,8 @@ def _default_legacy_parameters() -> dict:
 
 
 class Legacy(Model):
+    version: Literal[13, 14, 15, 16, 17, 18] | None = Field(
+        None, description="the legacy server's PostgreSQL major; empty: the one its host's release ships")
     cluster: Name = Field("legacy", description="pg_createcluster's cluster name")
     port: Port = Field(5433, description="the legacy server's port on its host")
     parameters: dict[PgParam, Scalar] = Field(default_factory=_default_legacy_parameters)
@@ -878,6 +885,49 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     for h in with_role("app"):
         if s.web.listen_network in topo.networks and s.web.listen_network not in hosts[h].addresses:
             p.append(("web.listen_network", f"app host {h} has no address on network {s.web.listen_network!r}"))
+    p.extend(_release_checks(s))
+    return p
+
+
+def legacy_version(s: Settings, host: str) -> int:
+    """The legacy server's PostgreSQL major on ``host``: ``legacy.version``, or its release's."""
+    spec = s.topology.hosts[host]
+    return platforms.host_postgresql(spec.os_family, spec.os_release, ["legacy_db"], s.postgresql.version,
+                                     s.legacy.version)
+
+
+def _release_checks(s: Settings) -> list[tuple[str, str]]:
+    """Each host's release belongs to its family and ships the PostgreSQL it must run."""
+    p: list[tuple[str, str]] = []
+    # (key, version) -> {(family, release): [hosts]}: one line per release, naming its hosts
+    wrong: dict[tuple[str, int], dict[tuple[str, Any], list[str]]] = {}
+    for name, host in s.topology.hosts.items():
+        family = host.os_family
+        known = platforms.DEBIAN_RELEASES if family == "Debian" else platforms.REDHAT_RELEASES
+        if host.os_release is not None and host.os_release not in known:
+            p.append((f"topology.hosts.{name}.os_release", f"is {_describe(host.os_release)}; a {family} host runs "
+                                                            f"{' or '.join(repr(r) for r in known)}"))
+            continue
+        release = platforms.release_of(family, host.os_release)
+        offered = platforms.postgresql_versions(family, release)
+        needs = []
+        if "db" in host.roles:
+            needs.append(("postgresql.version", s.postgresql.version))
+        if "legacy_db" in host.roles:
+            needs.append(("legacy.version", legacy_version(s, name)))
+        for need in needs:
+            if need[1] not in offered:
+                wrong.setdefault(need, {}).setdefault((family, release), []).append(name)
+    for (key, version), by_release in wrong.items():
+        for (family, release), names in by_release.items():
+            offered = ", ".join(map(str, platforms.postgresql_versions(family, release)))
+            who = f"{names[0]} runs" if len(names) == 1 else f"{', '.join(names)} run"
+            if family == "Debian":
+                major = platforms.DEBIAN_RELEASES[release]["major"]
+                p.append((key, f"is {version}; {who} Debian {major} ({release}), "
+                               f"which ships PostgreSQL {offered} only"))
+            else:
+                p.append((key, f"is {version}; {who} {family} {release}, for which PGDG builds PostgreSQL {offered}"))
     return p
 
 

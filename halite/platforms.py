@@ -2,10 +2,65 @@
 and paths, resolved for one host's family and PostgreSQL version.
 
 This is the only place that knows ``/usr/lib/postgresql/15/bin`` from
-``/usr/pgsql-15/bin``: the per-host view (:mod:`halite.view`) hands the
-resolved values to the states, which only print them.
+``/usr/pgsql-15/bin``, or Debian 12 from Debian 13: the per-host view
+(:mod:`halite.view`) hands the resolved values to the states, which only print
+them, and the lab (:mod:`halite.lab`) builds one image and one mirror per
+Debian release it finds here.
 """
 from __future__ import annotations
+
+#: Debian releases halite lays down: the major version (the ``osmajorrelease``
+#: grain), the one PostgreSQL major the release ships (no PGDG repository is
+#: reachable from the lab: bookworm has 15 only, trixie 17 only) and its
+#: Python (the wheels of the lab's mirror are built for it).
+DEBIAN_RELEASES: dict[str, dict] = {
+    "bookworm": {"major": 12, "postgresql": 15, "python": "3.11"},
+    "trixie": {"major": 13, "postgresql": 17, "python": "3.13"},
+}
+#: RedHat family majors (Rocky, Alma, RHEL): PostgreSQL comes from PGDG, which
+#: builds every supported major for them.
+REDHAT_RELEASES: dict[int, dict] = {
+    8: {"major": 8, "postgresql": None, "python": "3.6"},
+    9: {"major": 9, "postgresql": None, "python": "3.9"},
+}
+#: The release a host runs when the topology names none.
+DEFAULT_RELEASE = {"Debian": "bookworm", "RedHat": 9}
+#: PostgreSQL majors the PGDG repositories build for the RedHat family.
+PGDG_VERSIONS = (13, 14, 15, 16, 17, 18)
+
+
+def release_of(family: str, release: str | int | None) -> str | int:
+    """The release a host runs: the topology's, or its family's default."""
+    return DEFAULT_RELEASE[family] if release is None else release
+
+
+def release_facts(family: str, release: str | int | None) -> dict:
+    """``{"major", "postgresql", "python"}`` of a release (KeyError if unknown)."""
+    table = DEBIAN_RELEASES if family == "Debian" else REDHAT_RELEASES
+    return table[release_of(family, release)]
+
+
+def postgresql_versions(family: str, release: str | int | None) -> tuple[int, ...]:
+    """PostgreSQL majors a host of this release can install."""
+    pg = release_facts(family, release)["postgresql"]
+    return (pg,) if pg else PGDG_VERSIONS
+
+
+def host_postgresql(family: str, release: str | int | None, roles: list[str], cluster_version: int,
+                    legacy_version: int | None = None) -> int:
+    """The PostgreSQL major whose packages a host installs.
+
+    A db host runs the cluster's (``postgresql.version``); the legacy server
+    its own (``legacy.version``, else the one its release ships); any other
+    host (HAProxy's round-trip gate, the site) the client its release ships.
+    """
+    if "db" in roles:
+        return cluster_version
+    shipped = release_facts(family, release)["postgresql"]
+    if "legacy_db" in roles and legacy_version is not None:
+        return legacy_version
+    return shipped or cluster_version
+
 
 #: Paths that are the same on every family.
 COMMON_PATHS = {

@@ -209,6 +209,23 @@ def strip_secrets(data: dict, roles: list[str], mask: bool = False) -> dict:
     return out
 
 
+def host_platform(data: dict, host: str) -> dict:
+    """The host's OS family, release (the topology's or the family's default),
+    that release's major (the ``osmajorrelease`` grain) and the PostgreSQL
+    major whose packages it installs (:func:`platforms.host_postgresql`)."""
+    entry = data["topology"]["hosts"][host]
+    family = entry.get("os_family", "Debian")
+    release = platforms.release_of(family, entry.get("os_release"))
+    return {
+        "os_family": family,
+        "os_release": release,
+        "os_major": platforms.release_facts(family, release)["major"],
+        "postgresql_version": platforms.host_postgresql(family, release, entry.get("roles") or [],
+                                                        data["postgresql"]["version"],
+                                                        (data.get("legacy") or {}).get("version")),
+    }
+
+
 def host_view(data: dict, host: str) -> dict:
     """What ``host`` alone needs to know about itself."""
     topo = data["topology"]
@@ -217,7 +234,7 @@ def host_view(data: dict, host: str) -> dict:
     view = {
         "name": host,
         "roles": roles,
-        "os_family": entry.get("os_family", "Debian"),
+        **host_platform(data, host),
         "address": cluster_address(topo, host),
         "states": host_states(topo, host),
         "firewall": firewall_rules(data, host),
@@ -259,7 +276,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
     if minion_id in topo["hosts"]:
         out["host"] = host_view(data, minion_id)
-        out.update(platforms.resolve(out["host"]["os_family"], data["postgresql"]["version"],
+        out.update(platforms.resolve(out["host"]["os_family"], out["host"]["postgresql_version"],
                                      data["legacy"]["cluster"]))
         out["container_virtual"] = list(platforms.CONTAINER_VIRTUAL)
     return {"halite": out}

@@ -9,7 +9,7 @@ include:
 legacy-cluster-created:
   cmd.run:
     - name: >-
-        pg_createcluster --port {{ lg.port }} --encoding UTF8 --locale C.UTF-8 {{ hl.postgresql.version }} {{ lg.cluster }}
+        pg_createcluster --port {{ lg.port }} --encoding UTF8 --locale C.UTF-8 {{ hl.host.postgresql_version }} {{ lg.cluster }}
         -- --auth-local=peer --auth-host=scram-sha-256 --data-checksums
     - creates: {{ confdir }}/postgresql.conf
     - require:

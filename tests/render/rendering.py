@@ -13,15 +13,19 @@ SALT_CALL = REPO / ".venv/bin/salt-call"
 
 
 def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm",
-              settings: Path | None = None) -> subprocess.CompletedProcess:
+              settings: Path | None = None, major: int | None = None,
+              topology: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``salt-call --local --out=json ARGS`` as ``host`` of OS ``family``.
 
     :param settings: a HALITE_SETTINGS file merged over the pillar, if any.
+    :param major: the ``osmajorrelease`` grain (default: 12 for Debian, 9 for RedHat).
+    :param topology: a HALITE_TOPOLOGY file, if not the lab's.
     """
-    cfg = tmp / f"{host}-{family}"
+    major = major if major is not None else (12 if family == "Debian" else 9)
+    cfg = tmp / f"{host}-{family}-{major}"
     cfg.mkdir(exist_ok=True)
     grains = {"os_family": family, "virtual": virtual, "id": host,
-              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": 12 if family == "Debian" else 9}
+              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": major}
     (cfg / "minion").write_text(yaml.safe_dump({
         "id": host,
         "file_client": "local",
@@ -32,6 +36,8 @@ def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm
         "log_level_logfile": "quiet",
     }))
     env = dict(os.environ)
+    if topology is not None:
+        env["HALITE_TOPOLOGY"] = str(topology)
     if family in ("RedHat",) and "HALITE_TOPOLOGY" not in env:
         # the topology says which family each host runs: a RedHat render needs a RedHat topology
         topo = yaml.safe_load((REPO / "pillar/topology.yaml").read_text())

@@ -162,3 +162,32 @@ def test_pillar_example_is_generated_from_the_model():
     assert parsed == example.defaults()
     for user in model.Users.model_fields:
         assert f"  # {user}: {{username: ..., password: ..." in text
+
+
+#: The target default lab: the cluster on trixie with PostgreSQL 17, the old server on bookworm with 15.
+TRIXIE = config.raw(topology_file=config.PILLAR_DIR / "topology-trixie.yaml",
+                    settings_files=[config.PILLAR_DIR / "lab.yaml", config.PILLAR_DIR / "secrets.yaml",
+                                    config.PILLAR_DIR / "trixie.yaml"])
+
+
+@pytest.mark.parametrize("host, release, major, pg, pkgs, legacy_unit", [
+    ("db-01", "trixie", 13, 17, ["postgresql-17", "postgresql-client-17"], "postgresql@17-legacy"),
+    ("jump-01", "trixie", 13, 17, ["postgresql-17", "postgresql-client-17"], "postgresql@17-legacy"),
+    # the old server: its own PostgreSQL 15, and HAProxy's gate uses bookworm's client 15 against 17
+    ("app-01", "bookworm", 12, 15, ["postgresql-15", "postgresql-client-15"], "postgresql@15-legacy"),
+])
+def test_each_host_installs_the_postgresql_of_its_release(host, release, major, pg, pkgs, legacy_unit):
+    pillar = view.pillar_for(host, config.load(topology=TRIXIE["topology"],
+                                               settings={k: v for k, v in TRIXIE.items() if k != "topology"}))
+    h = pillar["halite"]
+    assert (h["host"]["os_release"], h["host"]["os_major"], h["host"]["postgresql_version"]) == (release, major, pg)
+    assert h["pkgs"]["postgresql"] == pkgs
+    assert h["pkgs"]["pg_client"] == [f"postgresql-client-{pg}"]
+    assert h["services"]["legacy"] == legacy_unit
+    assert h["postgresql"]["version"] == 17  # the cluster's, unchanged on every host
+
+
+def test_the_default_lab_stays_on_bookworm_with_postgresql_15(data):
+    for host in data["topology"]["hosts"]:
+        h = view.host_platform(data, host)
+        assert (h["os_release"], h["os_major"], h["postgresql_version"]) == ("bookworm", 12, 15)
