@@ -389,10 +389,21 @@ class Dcs(Timing):
     postgresql: DcsPostgreSQL = Field(default_factory=DcsPostgreSQL)
 
 
+def _ascii_secret(v: str) -> str:
+    _secret(v)
+    if not v.isascii():
+        bad = sorted({c for c in v if not c.isascii()})
+        raise ValueError(f"contains {', '.join(repr(c) for c in bad)}; Patroni's REST API password must be printable "
+                         "ASCII (Patroni's own client encodes Basic authentication as latin-1 and crashes on "
+                         "other characters at start, seen in the lab with '\u2603')")
+    return v
+
+
 class RestApi(Model):
     port: Port = Field(8008, description="Patroni's REST API port")
     username: Name = Field("patroni", description="user for the REST API's unsafe endpoints")
-    password: Secret = Field(description="its password (secret)")
+    password: Annotated[str, AfterValidator(_ascii_secret)] = Field(
+        description="its password (secret; printable ASCII)")
 
 
 def _default_profiles() -> dict:
