@@ -6,7 +6,7 @@ HALITE := $(VENV)/bin/halite
 SALT_SSH := $(VENV)/bin/salt-ssh
 RUNS ?= 3
 DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
-        postgresql-15 postgresql-client-15 pgbouncer chromium chromium-driver
+        postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
 
 .PHONY: deps demo test test-unit down status bench-failover bench-loop-wait bench-web clean
 

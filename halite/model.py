@@ -510,6 +510,110 @@ class Move(Model):
     report_downtime: bool = Field(False, description="orch.migrate turns it on")
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = {**{d: i for i, d in enumerate(_WEEKDAYS)},
+                  **{d: i for i, d in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday",
+                                                 "saturday", "sunday"))}}
+_CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly",
+                        "semiannually")
+_CALENDAR_ITEM = re.compile(r"^([0-9]+)(?:\.\.([0-9]+))?(?:/([0-9]+))?$")
+_CALENDAR_DATE = re.compile(r"^(?:([^-~:]+)-)?([^-~:]+)([-~])([^-~:]+)$")
+
+
+def _calendar_field(text: str, low: int, high: int) -> bool:
+    """One field of a systemd calendar event: ``*``, or a list of ``N``, ``N..M``, ``N/STEP``."""
+    for item in text.split(","):
+        if item == "*":
+            continue
+        m = _CALENDAR_ITEM.match(item)
+        if not m or not low <= int(m.group(1)) <= high:
+            return False
+        if m.group(2) is not None and not int(m.group(1)) <= int(m.group(2)) <= high:
+            return False
+        if m.group(3) is not None and int(m.group(3)) == 0:
+            return False
+    return bool(text)
+
+
+def _calendar_weekdays(text: str) -> bool:
+    for item in text.lower().split(","):
+        first, sep, last = item.partition("..")
+        if first not in _WEEKDAY_NAMES or (sep and (last not in _WEEKDAY_NAMES
+                                                    or _WEEKDAY_NAMES[last] < _WEEKDAY_NAMES[first])):
+            return False
+    return True
+
+
+def _calendar_time(text: str) -> bool:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        return False
+    seconds = parts[2] if len(parts) == 3 else "0"
+    seconds = re.sub(r"\.[0-9]+$", "", seconds) if re.match(r"^[0-9]+\.[0-9]+$", seconds) else seconds
+    return (_calendar_field(parts[0], 0, 23) and _calendar_field(parts[1], 0, 59)
+            and _calendar_field(seconds, 0, 59))
+
+
+def _timezone(text: str) -> bool:
+    if text == "UTC":
+        return True
+    try:
+        import zoneinfo
+        return text in zoneinfo.available_timezones()
+    except ImportError:  # Python 3.8
+        return bool(re.match(r"^[A-Z][A-Za-z_+-]*(/[A-Za-z0-9_+-]+)+$", text))
+
+
+def _on_calendar(v: str) -> str:
+    """A systemd calendar event (systemd.time(7), ``OnCalendar=``), checked as systemd-analyze calendar would.
+
+    ``[WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]] [TIMEZONE]`` or a
+    shorthand such as ``daily``; fields take ``*``, lists, ``..`` ranges and
+    ``/`` steps; ``~`` counts days from the month's end.
+    """
+    words = v.split(" ")
+    ok = bool(v.strip()) and "" not in words
+    if ok and not (len(words) == 1 and words[0].lower() in _CALENDAR_SHORTHANDS):
+        if words and ":" not in words[-1] and "-" not in words[-1] and "~" not in words[-1] \
+                and not _calendar_weekdays(words[-1]) and len(words) > 1:
+            ok = ok and _timezone(words.pop())
+        if ok and words and _calendar_weekdays(words[0]):
+            words.pop(0)
+        if ok and words and ":" in words[-1]:
+            ok = _calendar_time(words.pop())
+        if ok and words:
+            m = _CALENDAR_DATE.match(words.pop(0))
+            ok = bool(m) and (m.group(1) is None or _calendar_field(m.group(1), 1970, 2199)) \
+                and _calendar_field(m.group(2), 1, 12) and _calendar_field(m.group(4), 1, 31)
+        ok = ok and not words
+    if not ok:
+        raise ValueError(f"is {v!r}; a systemd OnCalendar expression is expected, such as 'Sun *-*-* 01:00:00', "
+                         "'Mon..Sat 01:00' or 'daily' (check it with systemd-analyze calendar)")
+    return v
+
+
+OnCalendar = Annotated[str, AfterValidator(_on_calendar)]
+
+
+class Backup(Model):
+    """pgBackRest (issue 12). Read by nothing yet but the backup_health gate's defaults."""
+
+    stanza: Name = Field("halite", description="pgBackRest's name for the cluster's backups (the stanza)")
+    repo_path: AbsPath = Field("/var/lib/pgbackrest", description="the repository on the backup host (repo1-path)")
+    cipher_type: Literal["aes-256-cbc", "none"] = Field(
+        "aes-256-cbc", description="repository encryption (repo1-cipher-type); the passphrase is a secret")
+    retention_full: Annotated[int, Field(ge=1, le=9999999)] = Field(
+        2, description="full backups kept, with the WAL they need (repo1-retention-full)")
+    retention_diff: Annotated[int, Field(ge=1, le=9999999)] = Field(
+        7, description="differential backups kept (repo1-retention-diff)")
+    schedule_full: OnCalendar = Field(
+        "Sun *-*-* 01:00:00", description="when the full backup runs (systemd OnCalendar)")
+    schedule_incr: OnCalendar = Field(
+        "Mon..Sat *-*-* 01:00:00", description="when the incremental backup runs (systemd OnCalendar)")
+    max_age: Annotated[int, Field(ge=60)] = Field(
+        26 * 3600, description="seconds; the gate backup_health.fresh fails when the newest backup is older")
+
+
 class User(Model):
     username: PgIdent
     password: Secret
@@ -548,6 +652,7 @@ class Settings(Model):
     web: Web
     legacy: Legacy = Field(default_factory=Legacy)
     move: Move = Field(default_factory=Move)
+    backup: Backup = Field(default_factory=Backup)
     users: Users
 
 
