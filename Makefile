@@ -29,9 +29,19 @@ $(VENV)/nginx/usr/sbin/nginx: | $(VENV)/.deps-ok
 	@for deb in $(VENV)/nginx-debs/*.deb; do dpkg -x $$deb $(VENV)/nginx; done
 	@test -x $@
 
+# promtool (Debian's prometheus package, unpacked under .venv/prometheus, not
+# installed: no Prometheus server started on this machine) for the render test
+# that runs `promtool check rules/config` and `promtool test rules`.
+$(VENV)/prometheus/usr/bin/promtool: | $(VENV)/.deps-ok
+	@echo "==> promtool (unpacked under $(VENV)/prometheus)"
+	@rm -rf $(VENV)/prometheus-debs && mkdir -p $(VENV)/prometheus-debs
+	@cd $(VENV)/prometheus-debs && apt-get download -qq prometheus 2>/dev/null
+	@for deb in $(VENV)/prometheus-debs/*.deb; do dpkg -x $$deb $(VENV)/prometheus; done
+	@test -x $@
+
 # salt-run writes job files under .salt-run/cache/proc but does not create it
 # (salt-ssh does): make it, so `make demo` works as the first Salt command.
-deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx
+deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx $(VENV)/prometheus/usr/bin/promtool
 	@mkdir -p .salt-run/cache/proc
 
 demo: deps

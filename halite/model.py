@@ -636,6 +636,64 @@ class Users(Model):
         return v
 
 
+# Prometheus's own duration syntax (no "us"): `for:` and ranges print it as is
+_PROM_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
+
+
+def _prom_duration(v: str) -> str:
+    if not _PROM_DURATION.match(v):
+        raise ValueError(f"is {v!r}; a Prometheus duration is a number with a unit ms, s, m, h or d (e.g. 2m)")
+    return v
+
+
+PromDuration = Annotated[str, AfterValidator(_prom_duration)]
+Percent = Annotated[int, Field(ge=1, le=99)]
+
+
+class ExporterPorts(Model):
+    node_exporter: Port = Field(9100, description="prometheus-node-exporter, every host")
+    postgres_exporter: Port = Field(9187, description="prometheus-postgres-exporter, db hosts")
+    pgbouncer_exporter: Port = Field(9127, description="prometheus-pgbouncer-exporter, db hosts")
+
+
+class AlertThresholds(Model):
+    replica_lag_bytes: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="a replica further behind the leader alerts; empty: patroni.dcs.maximum_lag_on_failover")
+    etcd_db_quota_percent: Percent = Field(80, description="etcd's database size, in % of etcd.quota_backend_bytes")
+    pgbouncer_waiting_clients: Annotated[int, Field(ge=0)] = Field(
+        0, description="more clients than this waiting for a server connection in one pool alerts")
+    pgbouncer_client_percent: Percent = Field(80, description="client connections, in % of pgbouncer.max_client_conn")
+    disk_used_percent: Percent = Field(85, description="a filesystem of a db host fuller than this alerts")
+    clock_offset_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        0.1, description="a host's clock further off than this (chrony, node_timex_offset_seconds) alerts")
+    backup_max_age: PromDuration = Field("26h", description="the last successful backup older than this alerts")
+
+
+class AlertFor(Model):
+    """How long a condition holds before its alert fires (Prometheus ``for:``)."""
+
+    leader: PromDuration = Field("1m", description="no leader, more than one leader")
+    replication: PromDuration = Field("2m", description="replica not streaming or lagging; no synchronous standby")
+    etcd: PromDuration = Field("1m", description="etcd member down, no etcd leader")
+    etcd_quota: PromDuration = Field("10m", description="etcd's database near its quota")
+    pgbouncer: PromDuration = Field("2m", description="waiting clients, client connections near the limit")
+    haproxy: PromDuration = Field("30s", description="no write backend up")
+    disk: PromDuration = Field("5m", description="disk nearly full")
+    archive: PromDuration = Field("5m", description="WAL archiving failing (also the window failures are counted in)")
+    backup: PromDuration = Field("10m", description="last backup too old")
+    clock: PromDuration = Field("5m", description="clock offset")
+    scrape: PromDuration = Field("2m", description="an exporter or service not answering Prometheus")
+
+
+class Monitoring(Model):
+    """Prometheus alert rules and scrape targets (rules and promtool tests only: nothing deployed yet)."""
+
+    ports: ExporterPorts = Field(default_factory=ExporterPorts, description="exporters' ports")
+    thresholds: AlertThresholds = Field(default_factory=AlertThresholds, description="alert thresholds")
+    for_: AlertFor = Field(default_factory=AlertFor, alias="for", description="alert durations (Prometheus for:)")
+    scrape_interval: PromDuration = Field("15s", description="Prometheus's scrape and rule evaluation interval")
+
+
 class Settings(Model):
     """Everything under the pillar key ``halite``."""
 
@@ -654,6 +712,7 @@ class Settings(Model):
     move: Move = Field(default_factory=Move)
     backup: Backup = Field(default_factory=Backup)
     users: Users
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
 #: The DCS keys halite sets (bootstrap.dcs and PATCH /config alike), in order.

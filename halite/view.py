@@ -173,6 +173,83 @@ def patroni_dcs(data: dict) -> dict:
     return out
 
 
+#: HAProxy's proxy for writes (``listen primary`` in salt/haproxy/files/haproxy.cfg.jinja):
+#: its ``haproxy_backend_active_servers`` is the number of members taking writes.
+HAPROXY_WRITE_PROXY = "primary"
+
+#: Prometheus's units for durations, in seconds.
+_PROM_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def prom_seconds(duration: str) -> float:
+    """Seconds in a Prometheus duration such as ``26h`` (one unit, as the model allows)."""
+    unit = "ms" if duration.endswith("ms") else duration[-1]
+    value = int(duration[:-len(unit)]) * _PROM_UNITS[unit]
+    return int(value) if float(value).is_integer() else value
+
+
+def scrape_jobs(data: dict) -> list[dict]:
+    """Prometheus's scrape jobs: one per exporter, its targets the hosts of the roles that run it.
+
+    Each target is ``{"host", "roles", "address"}`` (the host's cluster address and the
+    exporter's port); ``roles`` is ``,db,`` style so a rule can match one role with a regex.
+    """
+    topo, ports = data["topology"], data["monitoring"]["ports"]
+    every = list(topo["hosts"])
+    db, haproxy = hosts_with_role(topo, "db"), hosts_with_role(topo, "haproxy")
+    jobs = [
+        ("node", every, ports["node_exporter"], "/metrics"),
+        ("postgres", db, ports["postgres_exporter"], "/metrics"),
+        ("pgbouncer", db, ports["pgbouncer_exporter"], "/metrics"),
+        ("patroni", db, data["patroni"]["restapi"]["port"], "/metrics"),
+        ("etcd", db, data["etcd"]["client_port"], "/metrics"),
+        ("haproxy", haproxy, data["haproxy"]["stats_port"], "/metrics"),
+    ]
+    return [{"name": name, "metrics_path": path,
+             "targets": [{"host": h, "roles": "," + ",".join(topo["hosts"][h]["roles"]) + ",",
+                          "address": f"{cluster_address(topo, h)}:{port}"} for h in hosts]}
+            for name, hosts, port, path in jobs if hosts]
+
+
+def monitoring(data: dict) -> dict:
+    """Everything the alert rules and prometheus.yml print, derived once.
+
+    Thresholds come from ``monitoring.thresholds``; the replica lag limit
+    defaults to Patroni's ``maximum_lag_on_failover`` (a replica further behind
+    could not be promoted), PgBouncer's client limit is a share of its
+    ``max_client_conn`` and the backup age is in seconds (PromQL compares numbers).
+    """
+    mon, dcs = data["monitoring"], data["patroni"]["dcs"]
+    th = mon["thresholds"]
+    lag = th["replica_lag_bytes"]
+    return {
+        "scope": data["patroni"]["scope"],
+        "synchronous_mode": bool(dcs.get("synchronous_mode")),
+        "write_proxy": HAPROXY_WRITE_PROXY,
+        # the command and ports named by the runbook lines
+        "patronictl": (f"{platforms.COMMON_PATHS['patroni_venv']}/bin/patronictl "
+                       f"-c {platforms.COMMON_PATHS['patroni_conf']}"),
+        "ports": {"haproxy_write": data["haproxy"]["write_port"], "haproxy_stats": data["haproxy"]["stats_port"],
+                  "pgbouncer": data["pgbouncer"]["port"], "patroni": data["patroni"]["restapi"]["port"],
+                  "etcd_peer": data["etcd"]["peer_port"]},
+        "scrape_interval": mon["scrape_interval"],
+        "for": dict(mon["for"]),
+        "thresholds": {
+            "replica_lag_bytes": dcs["maximum_lag_on_failover"] if lag is None else lag,
+            "etcd_db_quota_percent": th["etcd_db_quota_percent"],
+            "pgbouncer_waiting_clients": th["pgbouncer_waiting_clients"],
+            "pgbouncer_client_limit": data["pgbouncer"]["max_client_conn"] * th["pgbouncer_client_percent"] // 100,
+            "pgbouncer_client_percent": th["pgbouncer_client_percent"],
+            "disk_used_percent": th["disk_used_percent"],
+            "clock_offset_seconds": th["clock_offset_seconds"],
+            "backup_max_age": th["backup_max_age"],
+            "backup_max_age_seconds": prom_seconds(th["backup_max_age"]),
+            "archive_window": mon["for"]["archive"],
+        },
+        "jobs": scrape_jobs(data),
+    }
+
+
 def _get(data: dict, dotted: str):
     cur = data
     for part in dotted.split("."):

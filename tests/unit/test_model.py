@@ -172,7 +172,7 @@ CASES = [
     # --- unknown keys at every level
     ("misspelt-section", put("pgbouncr", {"pool_mode": "session"}), "pgbouncr",
      ["unknown key", "did you mean 'pgbouncer'?"]),
-    ("unknown-section", put("monitoring", {}), "monitoring", ["unknown key", "known keys: topology, packages"]),
+    ("unknown-section", put("dashboards", {}), "dashboards", ["unknown key", "known keys: topology, packages"]),
     ("dcs-tll", put("patroni.dcs.tll", 30), "patroni.dcs.tll", ["unknown key", "did you mean 'ttl'?"]),
     ("unknown-key-in-topology", put("topology.domian", "x.lab"), "topology.domian",
      ["unknown key", "did you mean 'domain'?"]),
@@ -522,3 +522,20 @@ def test_random_garbage_gives_config_errors_never_a_traceback():
                                         for k, m in exc.problems), exc.problems
             assert len(set(exc.problems)) == len(exc.problems), exc.problems
     assert refused > 300  # the loop really exercised the refusals
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("monitoring.for.leader", "1 minute", ["a Prometheus duration", "ms, s, m, h or d"]),
+    ("monitoring.for.archive", "500us", ["a Prometheus duration"]),
+    ("monitoring.thresholds.disk_used_percent", 100, ["must be at most 99"]),
+    ("monitoring.thresholds.replica_lag_bytes", "1MB", ["expected an integer"]),
+    ("monitoring.thresholds.clock_offset_seconds", 0, ["must be more than 0"]),
+    ("monitoring.ports.node_exporter", 0, ["must be at least 1"]),
+    ("monitoring.thresholds.backup_max_age", "1d2h", ["a Prometheus duration"]),
+])
+def test_a_bad_monitoring_value_is_refused(key, value, words):
+    with pytest.raises(model.ConfigError) as info:
+        model.validate(put(key, value)(base()))
+    assert [k for k, _ in info.value.problems] == [key]
+    for word in words:
+        assert word in info.value.problems[0][1], info.value.problems

@@ -191,3 +191,30 @@ def test_the_default_lab_stays_on_bookworm_with_postgresql_15(data):
     for host in data["topology"]["hosts"]:
         h = view.host_platform(data, host)
         assert (h["os_release"], h["os_major"], h["postgresql_version"]) == ("bookworm", 12, 15)
+
+
+def test_monitoring_lag_limit_follows_maximum_lag_on_failover_unless_set(data):
+    assert view.monitoring(data)["thresholds"]["replica_lag_bytes"] == data["patroni"]["dcs"]["maximum_lag_on_failover"]
+    own = copy.deepcopy(data)
+    own["monitoring"]["thresholds"]["replica_lag_bytes"] = 5 * 2**20
+    assert view.monitoring(own)["thresholds"]["replica_lag_bytes"] == 5 * 2**20
+
+
+def test_monitoring_derives_its_numbers_once(data):
+    mon = view.monitoring(data)
+    # 80% of max_client_conn 500; 26h in seconds (PromQL compares numbers, not durations)
+    assert mon["thresholds"]["pgbouncer_client_limit"] == 400
+    assert mon["thresholds"]["backup_max_age_seconds"] == 26 * 3600
+    assert [view.prom_seconds(d) for d in ("500ms", "30s", "2m", "1d")] == [0.5, 30, 120, 86400]
+    assert mon["synchronous_mode"] is True
+    assert mon["patronictl"] == "/opt/patroni/bin/patronictl -c /etc/patroni/patroni.yml"
+
+
+def test_scrape_targets_follow_roles_and_ports(data):
+    jobs = {j["name"]: j["targets"] for j in view.scrape_jobs(data)}
+    assert [t["host"] for t in jobs["node"]] == list(data["topology"]["hosts"])
+    assert [t["address"] for t in jobs["pgbouncer"]] == ["10.77.1.11:9127", "10.77.1.12:9127", "10.77.1.13:9127"]
+    assert jobs["haproxy"] == [{"host": "app-01", "roles": ",app,haproxy,legacy_db,", "address": "10.77.1.20:7000"}]
+    other = copy.deepcopy(data)
+    other["monitoring"]["ports"]["node_exporter"] = 19100
+    assert {t["address"] for t in view.scrape_jobs(other)[0]["targets"]} >= {"10.77.1.11:19100"}
