@@ -120,3 +120,28 @@ def fake_http():
 @pytest.fixture
 def clock():
     return FakeClock()
+
+
+# --------------------------------------------------------------------------
+# the configuration model: the shipped description and a mutation's problems
+
+
+@pytest.fixture(scope="module")
+def good():
+    """(topology, settings) of the shipped, checked description."""
+    from halite import config
+
+    data = config.load()
+    topo = data.pop("topology")
+    return topo, data
+
+
+def problems(topo, settings):
+    """The problems a (topology, settings) pair is refused with."""
+    import copy
+
+    from halite import config
+
+    with pytest.raises(config.ConfigError) as info:
+        config.load(copy.deepcopy(topo), copy.deepcopy(settings))
+    return info.value.problems

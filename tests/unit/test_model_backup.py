@@ -10,17 +10,7 @@ import pytest
 from halite import config, model
 
 
-@pytest.fixture(scope="module")
-def good():
-    data = config.load()
-    topo = data.pop("topology")
-    return topo, data
-
-
-def problems(topo, settings):
-    with pytest.raises(config.ConfigError) as info:
-        config.load(copy.deepcopy(topo), copy.deepcopy(settings))
-    return info.value.problems
+from conftest import good, problems  # noqa: E402,F401  (shared: the shipped description, its problems)
 
 
 def test_backup_defaults(good):

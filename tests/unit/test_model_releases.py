@@ -10,17 +10,7 @@ TRIXIE = config.PILLAR_DIR / "topology-trixie.yaml"
 TRIXIE_SETTINGS = config.PILLAR_DIR / "trixie.yaml"
 
 
-@pytest.fixture(scope="module")
-def good():
-    data = config.load()
-    topo = data.pop("topology")
-    return topo, data
-
-
-def problems(topo, settings):
-    with pytest.raises(config.ConfigError) as info:
-        config.load(copy.deepcopy(topo), copy.deepcopy(settings))
-    return info.value.problems
+from conftest import good, problems  # noqa: E402,F401  (shared: the shipped description, its problems)
 
 
 def test_release_defaults_to_bookworm(good):
