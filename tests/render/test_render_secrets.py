@@ -9,7 +9,9 @@ context their state passes, as file.managed does."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -157,7 +159,8 @@ def test_roundtrip_gate_gets_the_exact_password(tmp, settings):
 @pytest.mark.parametrize("target", ["legacy", "cluster"])
 def test_site_env_reaches_gunicorn_exactly(tmp, settings, target):
     """site.env rendered from the state's context, read by the rendered gunicorn.conf.py
-    (which gunicorn executes), split as gunicorn splits raw_env: the exact DSNs and key."""
+    (which gunicorn executes in its master; the workers inherit its environment): the exact DSNs
+    and key. Not through gunicorn's raw_env, which strips each entry."""
     states = call(tmp, settings, "app-01", "state.show_sls", "web.config",
                   f'pillar={json.dumps({"halite": {"web": {"database_target": target}}})}')
     site = arg(states, "web-site-env", "context")["site"]
@@ -165,9 +168,14 @@ def test_site_env_reaches_gunicorn_exactly(tmp, settings, target):
     env_file.write_text(template(tmp, settings, "app-01", "web/files/site.env.jinja", site=site), encoding="utf-8")
     conf = template(tmp, settings, "app-01", "web/files/gunicorn.conf.py.jinja", env_file=str(env_file),
                     app_dir="/opt/carsale/app", bind="127.0.0.1:8000", workers=2, threads=2)
-    namespace: dict = {}
-    exec(compile(conf, "gunicorn.conf.py", "exec"), namespace)  # noqa: S102 - what gunicorn does with it
-    env = dict(item.split("=", 1) for item in namespace["raw_env"])
+    # gunicorn executes the file in its master; the workers inherit the master's environment
+    conf_file = tmp / f"gunicorn-{target}.conf.py"
+    conf_file.write_text(conf, encoding="utf-8")
+    probe = ("import json, os, runpy; runpy.run_path(os.environ['CONF']); "
+             "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('HALITE_WEB_')}))")
+    out = subprocess.run([sys.executable, "-c", probe], env={"CONF": str(conf_file), "PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, check=True)
+    env = json.loads(out.stdout)
     assert env["HALITE_WEB_SECRET_KEY"] == SECRET_KEY
     port = 5433 if target == "legacy" else 5000
     assert conninfo_to_dict(env["HALITE_WEB_WRITE_DSN"]) == {
