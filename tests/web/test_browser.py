@@ -142,7 +142,18 @@ def submit(driver, button) -> None:
     """Click a submit button and wait until the next page has replaced this one."""
     old = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    _wait(driver).until(EC.staleness_of(old))
+
+    def replaced(_driver) -> bool:
+        # Chromium sometimes reports a node of the old document as an inspector
+        # error ("Node with given id does not belong to the document") instead
+        # of a stale element: both mean the page was replaced.
+        try:
+            return EC.staleness_of(old)(_driver)
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+    _wait(driver).until(replaced)
     _wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
