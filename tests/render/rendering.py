@@ -49,3 +49,14 @@ def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm
         env["HALITE_SETTINGS"] = str(settings)
     return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
+
+
+def arg(states: dict, sid: str, key: str):
+    """The value of one argument of a state (``- key: value`` in its list)."""
+    for mod, body in states[sid].items():
+        if mod.startswith("__"):
+            continue
+        for item in body:
+            if isinstance(item, dict) and key in item:
+                return item[key]
+    raise KeyError(f"{sid} has no argument {key}")

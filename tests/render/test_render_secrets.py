@@ -20,6 +20,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 import rendering
+from rendering import arg
 from halite import config
 
 HOSTS = list(config.load()["topology"]["hosts"])
@@ -54,16 +55,6 @@ def call(tmp: Path, settings: Path, host: str, *args: str):
     res = rendering.salt_call(tmp, host, "Debian", *args, settings=settings)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return json.loads(res.stdout)["local"]
-
-
-def arg(states: dict, sid: str, key: str):
-    for mod, body in states[sid].items():
-        if mod.startswith("__"):
-            continue
-        for item in body:
-            if isinstance(item, dict) and key in item:
-                return item[key]
-    raise KeyError(f"{sid} has no argument {key}")
 
 
 def template(tmp: Path, settings: Path, host: str, source: str, **context) -> str:

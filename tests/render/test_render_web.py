@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import rendering
+from rendering import arg
 from halite import config, formats
 
 REPO = rendering.REPO
@@ -47,17 +48,6 @@ def show(tmp: Path, host: str, sls: str, *args: str, family: str = "Debian", ext
     states = json.loads(res.stdout)["local"]
     assert isinstance(states, dict), states
     return states
-
-
-def arg(states: dict, sid: str, key: str):
-    """The value of one argument of a state (``- key: value`` in its list)."""
-    for mod, body in states[sid].items():
-        if mod.startswith("__"):
-            continue
-        for item in body:
-            if isinstance(item, dict) and key in item:
-                return item[key]
-    raise KeyError(f"{sid} has no argument {key}")
 
 
 def template(tmp: Path, source: str, **context) -> str:

@@ -10,11 +10,7 @@ from halite import config
 from halite.roster import roster
 
 
-@pytest.fixture(scope="module")
-def good():
-    data = config.load()
-    topo = data.pop("topology")
-    return topo, data
+from conftest import good  # noqa: E402,F401  (the shipped description, shared with the model tests)
 
 
 def load(topo, settings):
