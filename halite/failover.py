@@ -46,14 +46,14 @@ print(json.dumps(down))
 """
 _HTTP = r"""
 import base64, json, os, sys, urllib.request
-method, url, body = sys.argv[1:4]
+method, url, body, timeout = sys.argv[1:5]
 user, pw = os.environ.get("HALITE_API_USER", ""), os.environ.get("HALITE_API_PASSWORD", "")
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
                              headers={"Content-Type": "application/json"})
 if user:
     req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode())
 try:
-    with urllib.request.urlopen(req, timeout=3) as r:
+    with urllib.request.urlopen(req, timeout=float(timeout)) as r:
         print(json.dumps({"status": r.status, "body": r.read().decode()}))
 except urllib.error.HTTPError as e:
     print(json.dumps({"status": e.code, "body": e.read().decode()}))
@@ -81,16 +81,18 @@ class Cluster:
         self.write_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["write_port"]), *login)
         self.read_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["read_port"]), *login)
 
-    def http(self, method: str, host: str, path: str, body: dict | None = None) -> tuple[int, str]:
+    def http(self, method: str, host: str, path: str, body: dict | None = None,
+             timeout: float = 3) -> tuple[int, str]:
+        """One call to a member's REST API; ``timeout`` bounds the wait for its answer."""
         pid = lab.leader_pid(self.proxy)
         unsafe = method != "GET"
         res = subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "python3", "-c", _HTTP, method,
-             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else ""],
+             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else "", str(timeout)],
             # the credentials in the environment, not on a command line
             env=dict(os.environ, HALITE_API_USER=self.api_user if unsafe else "",
                      HALITE_API_PASSWORD=self.api_pw if unsafe else ""),
-            capture_output=True, text=True, timeout=15)
+            capture_output=True, text=True, timeout=timeout + 12)
         if res.returncode != 0:
             raise RuntimeError(f"{method} {host}{path}: {res.stderr.strip().splitlines()[-1] if res.stderr else 'failed'}")
         out = json.loads(res.stdout)
@@ -138,7 +140,7 @@ class Cluster:
         targets = json.dumps([[h, self.addr[h], port] for h in self.db_hosts])
         res = subprocess.run(
             ["nsenter", "-t", str(lab.leader_pid(self.proxy)), "-n", "python3", "-c", _TCP, targets],
-            capture_output=True, text=True, timeout=15)
+            capture_output=True, text=True, timeout=timeout + 12)
         if res.returncode != 0:
             return list(self.db_hosts)
         return json.loads(res.stdout)
@@ -192,7 +194,9 @@ class Cluster:
         body = {"leader": leader}
         if candidate:
             body["candidate"] = candidate
-        status, text = self.http("POST", leader, "/switchover", body)
+        # Patroni answers a switchover only once the new leader holds the key (or it gave up),
+        # which takes longer than a status call on a loaded machine (a CI run timed out at 3 s)
+        status, text = self.http("POST", leader, "/switchover", body, timeout=60)
         if status != 200:
             raise RuntimeError(f"switchover answered {status}: {text}")
         return text
