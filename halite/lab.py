@@ -47,7 +47,7 @@ IMAGE_PACKAGES = [
 MIRROR_DEBS_TEMPLATE = [
     "chrony", "nftables", "postgresql-{pg}", "postgresql-client-{pg}", "etcd-server", "etcd-client",
     "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
-    "nginx", "openssl",
+    "nginx", "openssl", "pgbackrest",
 ]
 
 #: PyPI packages for hosts (built as wheels on the control machine).

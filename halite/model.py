@@ -54,7 +54,7 @@ class ConfigError(ValueError):
 #: Operating-system families the states know how to lay down.
 OS_FAMILIES = ("Debian", "RedHat")
 #: Roles a host may hold.
-ROLES = ("jump", "db", "haproxy", "app", "legacy_db")
+ROLES = ("jump", "db", "haproxy", "app", "legacy_db", "backup")
 #: PostgreSQL major versions halite knows the paths of.
 PG_VERSIONS = (13, 14, 15, 16, 17, 18)
 #: Patroni's own lower bounds for its timing settings.
@@ -213,8 +213,8 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Size = Annotated[Any, AfterValidator(_size)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Text = Annotated[str, AfterValidator(_printable)]
-Role = Literal["jump", "db", "haproxy", "app", "legacy_db"]
-SourceRole = Literal["jump", "db", "haproxy", "app", "legacy_db", "control"]
+Role = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup"]
+SourceRole = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup", "control"]
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
@@ -237,7 +237,7 @@ class Network(Model):
 
 
 class Host(Model):
-    roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db")
+    roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db, backup")
     os_family: Literal["Debian", "RedHat"] = Field("Debian", description="Debian or RedHat")
     os_release: Literal["bookworm", "trixie", 8, 9] | None = Field(
         None, description="Debian: bookworm (12) or trixie (13); RedHat family: major 8 or 9; "
@@ -286,11 +286,14 @@ def _default_services() -> list[dict]:
         {"name": "etcd-client", "ports": [2379], "to": ["db"], "from": ["db"]},
         {"name": "etcd-peer", "ports": [2380], "to": ["db"], "from": ["db"]},
         {"name": "patroni-api", "ports": [8008], "to": ["db"], "from": ["db", "haproxy", "app"]},
-        {"name": "postgresql", "ports": [5432], "to": ["db"], "from": ["db", "haproxy"]},
+        {"name": "postgresql", "ports": [5432], "to": ["db"], "from": ["db", "haproxy", "backup"]},
         {"name": "pgbouncer", "ports": [6432], "to": ["db"], "from": ["db", "haproxy", "app"]},
         {"name": "haproxy", "ports": [5000, 5001, 7000], "to": ["haproxy"], "from": ["app", "control"]},
         {"name": "web-http", "ports": [80], "to": ["app"], "from": ["control"]},
         {"name": "legacy-postgresql", "ports": [5433], "to": ["legacy_db"], "from": ["db"]},
+        # pgBackRest's TLS server: db hosts push WAL to the repository, the backup
+        # host reaches each member's PostgreSQL through the member's server
+        {"name": "pgbackrest", "ports": [8432], "to": ["db", "backup"], "from": ["db", "backup"]},
     ]
 
 
@@ -596,7 +599,9 @@ OnCalendar = Annotated[str, AfterValidator(_on_calendar)]
 
 
 class Backup(Model):
-    """pgBackRest (issue 12). Read by nothing yet but the backup_health gate's defaults."""
+    """pgBackRest: the repository on the host with the role ``backup``, WAL archived by whichever
+    member is primary, scheduled backups taken from a standby. With no backup host in the
+    topology nothing of this is laid down (no archiving, no backups)."""
 
     stanza: Name = Field("halite", description="pgBackRest's name for the cluster's backups (the stanza)")
     repo_path: AbsPath = Field("/var/lib/pgbackrest", description="the repository on the backup host (repo1-path)")
@@ -612,12 +617,28 @@ class Backup(Model):
         "Mon..Sat *-*-* 01:00:00", description="when the incremental backup runs (systemd OnCalendar)")
     max_age: Annotated[int, Field(ge=60)] = Field(
         26 * 3600, description="seconds; the gate backup_health.fresh fails when the newest backup is older")
+    tls_port: Port = Field(8432, description="pgBackRest's TLS server, on the backup host and every db host")
+    archive_timeout: Annotated[int, Field(ge=0, le=86400)] = Field(
+        60, description="seconds; PostgreSQL switches WAL segments at least this often when there were "
+                        "writes, so an idle-ish primary's last writes reach the archive (archive_timeout; 0: off)")
+    process_max: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, description="pgBackRest's parallel processes for backup, restore and asynchronous archiving")
+    compress_type: Literal["lz4", "zst", "gz", "none"] = Field(
+        "lz4", description="compression of backups and archived WAL (compress-type)")
+    drill_port: Port = Field(5499, description="the restore drill's scratch PostgreSQL, on the backup host, "
+                                               "listening on a Unix socket only")
 
 
 class User(Model):
     username: PgIdent
     password: Secret
     database: PgIdent | None = None
+
+
+class GeneratedUser(Model):
+    username: PgIdent
+    password: Secret | None = Field(None, description="empty: generated on the control machine on first use "
+                                                      "and kept there (halite.generated)")
 
 
 class Users(Model):
@@ -627,6 +648,10 @@ class Users(Model):
     pgbouncer_auth: User
     app: User
     legacy_move: User
+    backup: GeneratedUser = Field(
+        default_factory=lambda: GeneratedUser(username="halite_backup"),
+        description="the backup host's read-only login on the cluster (restore points for the drill); "
+                    "its password is generated per install unless given")
 
     @field_validator("app")
     @classmethod
@@ -940,6 +965,15 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     if len(with_role("jump")) > 1:
         p.append(("topology.hosts (role jump)", f"one jump host is supported; the topology gives "
                                                  f"{', '.join(with_role('jump'))}"))
+    if len(with_role("backup")) > 1:
+        p.append(("topology.hosts (role backup)", f"one backup host (the repository) is supported; the topology "
+                                                   f"gives {', '.join(with_role('backup'))}"))
+    for h in with_role("backup"):
+        if "db" in hosts[h].roles:
+            p.append((f"topology.hosts.{h}.roles", "has db and backup; the repository must live on another host "
+                                                  "than the cluster's members (losing one must not lose both)"))
+        if hosts[h].addresses and "private" not in hosts[h].addresses:
+            p.append((f"topology.hosts.{h}.addresses", "the backup host needs an address on the 'private' network"))
     members = with_role("db")
     if members and (len(members) < 3 or len(members) % 2 == 0):
         p.append(("topology.hosts (role db: etcd members)",
@@ -959,7 +993,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     for i, svc in enumerate(s.firewall.services):
         for field, roles in (("to", svc.to), ("from", svc.from_)):
             for role in roles:
-                if role not in ("control", "jump", "db", "haproxy") and not with_role(role):
+                # backup is optional: without a backup host its service opens nothing
+                if role not in ("control", "jump", "db", "haproxy", "backup") and not with_role(role):
                     unheld.setdefault(role, []).append(f"firewall.services[{i}].{field}")
     for role, where in unheld.items():
         also = f" (also named by {', '.join(w.removeprefix('firewall.') for w in where[1:])})" if where[1:] else ""
@@ -971,6 +1006,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
               ("pgbouncer.port", s.pgbouncer.port, "db"), ("haproxy.write_port", s.haproxy.write_port, "haproxy"),
               ("haproxy.read_port", s.haproxy.read_port, "haproxy"), ("web.http_port", s.web.http_port, "app"),
               ("legacy.port", s.legacy.port, "legacy_db")]
+    if with_role("backup"):
+        needed += [("backup.tls_port", s.backup.tls_port, "backup"), ("backup.tls_port", s.backup.tls_port, "db")]
     for key, port, role in needed:
         if not with_role(role):
             continue
@@ -1006,6 +1043,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
             listen(int(s.web.bind.rpartition(":")[2]), "web.bind")
         if "legacy_db" in roles:
             listen(s.legacy.port, "legacy.port")
+        if "backup" in roles or ("db" in roles and with_role("backup")):
+            listen(s.backup.tls_port, "backup.tls_port")
         for port, what in listeners.items():
             if len(what) > 1:
                 clashes.setdefault((what[-1], f"port {port} is also {', '.join(what[:-1])}"), []).append(name)
@@ -1044,6 +1083,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
         p.append(("patroni.restapi.password", "must differ from users.superuser.password"))
     for key in Users.model_fields:
         pw = getattr(s.users, key).password
+        if pw is None:
+            continue  # generated: letters, digits, - and _
         # PgBouncer and Salt's postgres module take these as hashes, not passwords
         if re.match(r"^md5[0-9a-f]{32}$", pw) or pw.startswith("SCRAM-SHA-256$"):
             p.append((f"users.{key}.password", "looks like an md5 or SCRAM hash; PgBouncer and Salt would take it "

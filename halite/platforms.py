@@ -50,11 +50,12 @@ def host_postgresql(family: str, release: str | int | None, roles: list[str], cl
                     legacy_version: int | None = None) -> int:
     """The PostgreSQL major whose packages a host installs.
 
-    A db host runs the cluster's (``postgresql.version``); the legacy server
+    A db host runs the cluster's (``postgresql.version``), and so does the
+    backup host (its restore drill starts the cluster's backups); the legacy server
     its own (``legacy.version``, else the one its release ships); any other
     host (HAProxy's round-trip gate, the site) the client its release ships.
     """
-    if "db" in roles:
+    if "db" in roles or "backup" in roles:
         return cluster_version
     shipped = release_facts(family, release)["postgresql"]
     if "legacy_db" in roles and legacy_version is not None:
@@ -85,6 +86,7 @@ FAMILIES = {
             "postgresql": ["postgresql-{v}", "postgresql-client-{v}"],
             "python_venv": ["python3-venv"],
             "pgbouncer": ["pgbouncer"],
+            "pgbackrest": ["pgbackrest"],
             "haproxy": ["haproxy"],
             "pg_client": ["postgresql-client-{v}"],
         },
@@ -113,6 +115,7 @@ FAMILIES = {
             "postgresql": ["postgresql{v}-server", "postgresql{v}"],
             "python_venv": ["python3"],
             "pgbouncer": ["pgbouncer"],
+            "pgbackrest": ["pgbackrest"],
             "haproxy": ["haproxy"],
             "pg_client": ["postgresql{v}"],
         },

@@ -21,10 +21,12 @@ from halite.model import DCS_KEYS
 #: Roles a host may hold, and the Salt states each role brings.
 ROLE_STATES: dict[str, list[str]] = {
     "jump": [],
-    "db": ["etcd", "postgresql", "patroni", "pgbouncer"],
+    # pgbackrest only when the topology has a backup host (see host_states)
+    "db": ["etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"],
     "haproxy": ["haproxy"],
     "app": ["web"],
     "legacy_db": ["legacy"],
+    "backup": ["backup"],
 }
 
 #: Which roles need which secret (dotted key in the settings). A host gets a
@@ -44,6 +46,10 @@ SECRET_ROLES: dict[str, set[str]] = {
     # Patroni's REST API (unsafe endpoints): Patroni and halite's modules on db hosts
     "patroni.restapi.password": {"db"},
     "web.secret_key": {"app"},
+    # the backup host's read-only login (restore points); created on the cluster
+    "users.backup.password": {"db", "backup"},
+    # the repository's encryption passphrase: only where the repository is
+    "backup.cipher_pass": {"backup"},
 }
 
 #: Shown instead of a secret by ``halite config show``.
@@ -66,8 +72,11 @@ def cluster_address(topo: dict, host: str) -> str:
 
 def host_states(topo: dict, host: str) -> list[str]:
     states: list[str] = []
+    has_backup = bool(hosts_with_role(topo, "backup"))
     for role in topo["hosts"][host].get("roles") or []:
         for state in ROLE_STATES.get(role, []):
+            if state == "pgbackrest" and not has_backup:
+                continue
             if state not in states:
                 states.append(state)
     return states
@@ -132,9 +141,16 @@ def pg_hba(data: dict) -> list[str]:
         # Patroni reads the local timeline over a local replication connection
         f"host replication {repl} 127.0.0.1/32 scram-sha-256",
     ]
+    backup_user = u["backup"]["username"]
     for h in allowed_hosts(data, "db", data["postgresql"]["port"]):
         addresses = sorted(set(topo["hosts"][h]["addresses"].values()))
         is_db = "db" in topo["hosts"][h]["roles"]
+        host_roles = set(topo["hosts"][h]["roles"])
+        if "backup" in host_roles:
+            # the backup host reads restore points, with its read-only login only
+            lines += [f"host {u['app']['database']} {backup_user} {addr}/32 scram-sha-256" for addr in addresses]
+            if not host_roles - {"backup"}:
+                continue
         for addr in addresses:
             if is_db:
                 lines.append(f"host replication {repl} {addr}/32 scram-sha-256")
@@ -167,10 +183,109 @@ def patroni_dcs(data: dict) -> dict:
     PATCH /config (patroni.dynamic) print the same one."""
     dcs = data["patroni"]["dcs"]
     out = {key: dcs[key] for key in DCS_KEYS if dcs.get(key) is not None}
+    params = dict(data["postgresql"]["parameters"])
+    archive = archive_commands(data)
+    if archive:
+        # whichever member is primary archives (asynchronously, through the repository's server)
+        params.update({"archive_mode": "on", "archive_command": archive["archive_command"],
+                       "archive_timeout": data["backup"]["archive_timeout"]})
     out["postgresql"] = {"use_pg_rewind": dcs["postgresql"]["use_pg_rewind"],
                          "use_slots": dcs["postgresql"]["use_slots"],
-                         "parameters": dict(data["postgresql"]["parameters"])}
+                         "parameters": params}
     return out
+
+
+#: Where pgBackRest's files live on the hosts (Debian's package: /etc/pgbackrest.conf,
+#: the server unit pgbackrest.service, the spool and log folders owned by postgres).
+PGBACKREST_PATHS = {
+    "conf": "/etc/pgbackrest.conf",
+    "drill_conf": "/etc/pgbackrest/drill.conf",
+    "tls_dir": "/etc/pgbackrest/tls",
+    "spool": "/var/spool/pgbackrest",
+    "log": "/var/log/pgbackrest",
+    "drill_dir": "/var/lib/halite-drill",
+}
+
+
+def backup_host(data: dict) -> str | None:
+    """The host with the role backup (the repository), or None."""
+    hosts = hosts_with_role(data["topology"], "backup")
+    return hosts[0] if hosts else None
+
+
+def _tls_options(prefix: str, host: str) -> list[list[str]]:
+    tls = PGBACKREST_PATHS["tls_dir"]
+    return [[f"{prefix}-ca-file", f"{tls}/ca.crt"], [f"{prefix}-cert-file", f"{tls}/{host}.crt"],
+            [f"{prefix}-key-file", f"{tls}/{host}.key"]]
+
+
+def pgbackrest_view(data: dict, host: str) -> dict:
+    """pgBackRest's configuration for ``host``, as ordered ``[key, value]`` pairs per section.
+
+    The repository lives on the backup host; every db host and the backup host
+    run pgBackRest's TLS server (certificates from halite's CA, clients known by
+    their certificate's name): a member pushes WAL to the repository through the
+    backup host's server, and the backup host reaches each member's PostgreSQL
+    through the member's server (backups from a standby, ``backup-standby``).
+    ``drill`` is the backup host's second file: the repository alone, so that a
+    restore into a scratch folder runs there (pgBackRest restores only where no
+    ``pg1-host`` is set).
+    """
+    topo, b, pg = data["topology"], data["backup"], data["postgresql"]
+    repo = backup_host(data)
+    stanza = b["stanza"]
+    roles = topo["hosts"][host].get("roles") or []
+    plat = host_platform(data, host)
+    paths = platforms.resolve(plat["os_family"], plat["postgresql_version"])["paths"]
+    common = [["process-max", str(b["process_max"])], ["compress-type", b["compress_type"]],
+              ["log-level-console", "warn"], ["log-level-file", "info"], ["log-path", PGBACKREST_PATHS["log"]],
+              ["tls-server-address", cluster_address(topo, host)], ["tls-server-port", str(b["tls_port"])],
+              *_tls_options("tls-server", host)]
+    out: dict = {"stanza": stanza, "paths": dict(PGBACKREST_PATHS)}
+    if "db" in roles:
+        out["conf"] = {
+            "global": [["repo1-host", cluster_address(topo, repo)], ["repo1-host-type", "tls"],
+                       ["repo1-host-port", str(b["tls_port"])], *_tls_options("repo1-host", host),
+                       ["archive-async", "y"], ["spool-path", PGBACKREST_PATHS["spool"]], *common,
+                       ["tls-server-auth", f"{repo}={stanza}"]],
+            stanza: [["pg1-path", paths["pg_datadir"]], ["pg1-port", str(pg["port"])],
+                     ["pg1-socket-path", paths["pg_socket_dir"]]],
+        }
+    elif "backup" in roles:
+        repo_opts = [["repo1-path", b["repo_path"]], ["repo1-cipher-type", b["cipher_type"]]]
+        if b["cipher_type"] != "none":
+            repo_opts.append(["repo1-cipher-pass", b["cipher_pass"]])
+        repo_opts += [["repo1-retention-full", str(b["retention_full"])],
+                      ["repo1-retention-diff", str(b["retention_diff"])]]
+        members: list[list[str]] = []
+        for i, member in enumerate(etcd_hosts(topo), start=1):
+            members += [[f"pg{i}-host", cluster_address(topo, member)], [f"pg{i}-host-type", "tls"],
+                        [f"pg{i}-host-port", str(b["tls_port"])], *_tls_options(f"pg{i}-host", host),
+                        [f"pg{i}-path", paths["pg_datadir"]], [f"pg{i}-port", str(pg["port"])],
+                        [f"pg{i}-socket-path", paths["pg_socket_dir"]]]
+        out["conf"] = {
+            "global": [*repo_opts, ["start-fast", "y"], ["backup-standby", "y"], *common,
+                       *[["tls-server-auth", f"{m}={stanza}"] for m in etcd_hosts(topo)]],
+            stanza: members,
+        }
+        drill_common = [c for c in common if not c[0].startswith("tls-server")]
+        out["drill_conf"] = {"global": [*repo_opts, *drill_common],
+                             stanza: [["pg1-path", f"{PGBACKREST_PATHS['drill_dir']}/{stanza}"]]}
+        out["timers"] = [
+            {"name": "full", "type": "full", "schedule": b["schedule_full"]},
+            {"name": "incr", "type": "incr", "schedule": b["schedule_incr"]},
+        ]
+        out["pg_bindir"] = paths["pg_bindir"]
+    return out
+
+
+def archive_commands(data: dict) -> dict:
+    """PostgreSQL's archive and restore commands through pgBackRest (empty without a backup host)."""
+    if not backup_host(data):
+        return {}
+    stanza = data["backup"]["stanza"]
+    return {"archive_command": f"pgbackrest --stanza={stanza} archive-push %p",
+            "restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'}
 
 
 #: HAProxy's proxy for writes (``listen primary`` in salt/haproxy/files/haproxy.cfg.jinja):
@@ -328,6 +443,10 @@ def host_view(data: dict, host: str) -> dict:
     if "db" in roles:
         wanted |= {"move_source", "move_target"}
     view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
+    if backup_host(data) and {"db", "backup"} & set(roles):
+        view["pgbackrest"] = pgbackrest_view(data, host)
+        view["tls"] = tls_material(data, host)
+        view["restore_command"] = archive_commands(data)["restore_command"]
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
         view["pg_hba"] = pg_hba(data)
@@ -336,6 +455,46 @@ def host_view(data: dict, host: str) -> dict:
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     return view
+
+
+def state_dir(data: dict):
+    """The control machine's folder of this install's generated material (halite.pki.state_dir)."""
+    from halite import pki
+
+    return pki.state_dir(data["topology"]["name"])
+
+
+def tls_material(data: dict, host: str) -> dict:
+    """halite's CA certificate and ``host``'s own certificate and key (issued on first use;
+    the CA's key stays on the control machine)."""
+    from halite import pki
+
+    topo = data["topology"]
+    where = state_dir(data)
+    ca = pki.ensure_ca(where, topo["name"])
+    names = [host, f"{host}.{topo['domain']}"]
+    cert, key = pki.host_cert(where, host, names, sorted(set(topo["hosts"][host]["addresses"].values())))
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def with_generated(data: dict, roles: list[str]) -> dict:
+    """``data`` with the secrets generated per install filled in where ``roles`` need them.
+
+    They are made on the control machine on first use and kept in its state
+    folder (halite.generated); nothing generated is in git.
+    """
+    need = set(secrets_for(roles))
+    if not backup_host(data) or not need & {"users.backup.password", "backup.cipher_pass"}:
+        return data
+    from halite import generated
+
+    out = copy.deepcopy(data)
+    where = state_dir(data)
+    if "users.backup.password" in need and out["users"]["backup"]["password"] is None:
+        out["users"]["backup"]["password"] = generated.secret(where, "users.backup.password")
+    if "backup.cipher_pass" in need and out["backup"]["cipher_type"] != "none":
+        out["backup"]["cipher_pass"] = generated.secret(where, "backup.cipher_pass", length=48)
+    return out
 
 
 def pillar_for(minion_id: str, data: dict) -> dict:
@@ -348,6 +507,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     """
     topo = data["topology"]
     roles = topo["hosts"][minion_id].get("roles") or [] if minion_id in topo["hosts"] else []
+    data = with_generated(data, roles)
     out = strip_secrets(data, roles)
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
     out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}

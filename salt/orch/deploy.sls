@@ -3,6 +3,7 @@
 {%- set roles = salt['pillar.get']('halite:roles') %}
 {%- set db = roles.db|join(',') %}
 {%- set proxies = roles.haproxy|join(',') %}
+{%- set backup = roles.get('backup') or [] %}
 
 deploy-base:
   salt.state:
@@ -24,9 +25,22 @@ deploy-patroni:
     - tgt: {{ db }}
     - tgt_type: list
     - ssh: True
-    - sls: [postgresql, patroni]
+    - sls: [postgresql{% if backup %}, pgbackrest{% endif %}, patroni]
     - require:
       - salt: deploy-etcd
+{%- if backup %}
+
+# The repository: pgBackRest's server, the stanza, a first full backup, and the
+# gate (a fresh backup, a continuous WAL archive, pgbackrest check).
+deploy-backup:
+  salt.state:
+    - tgt: {{ backup|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [backup, backup.stanza, backup.first, backup.healthy]
+    - require:
+      - salt: deploy-patroni
+{%- endif %}
 
 deploy-pgbouncer:
   salt.state:

@@ -56,3 +56,44 @@ patroni-pgbouncer-auth-function-{{ db }}:
       - postgres_user: patroni-role-pgbouncer_auth
       - postgres_database: patroni-database-app
 {%- endfor %}
+
+{%- if hl.roles.get('backup') %}
+{#- The backup host's read-only login, and the table of restore points
+    (pgbackrest.restore_point writes it on the primary; the restore drill and
+    orch.restore read it from the backup host). #}
+patroni-role-backup:
+  postgres_user.present:
+    - name: {{ u.backup.username }}
+    - password: {{ u.backup.password|json }}
+    - encrypted: scram-sha-256
+    - login: True
+    - user: postgres
+    - onlyif:
+      - fun: patroni.is_leader
+    - require:
+      - patroni_cluster: patroni-cluster-healthy
+
+patroni-restore-points-table:
+  cmd.run:
+    - name: |
+        psql -v ON_ERROR_STOP=1 -qAt -d {{ u.app.database }} <<'SQL'
+        BEGIN;
+        CREATE SCHEMA IF NOT EXISTS halite AUTHORIZATION postgres;
+        CREATE TABLE IF NOT EXISTS halite.restore_points (
+          name text PRIMARY KEY,
+          lsn pg_lsn NOT NULL,
+          created timestamptz NOT NULL,
+          tables jsonb NOT NULL);
+        REVOKE ALL ON SCHEMA halite FROM PUBLIC;
+        GRANT USAGE ON SCHEMA halite TO {{ u.backup.username }};
+        GRANT SELECT ON halite.restore_points TO {{ u.backup.username }};
+        COMMIT;
+        SQL
+    - runas: postgres
+    - unless: psql -qAt -d {{ u.app.database }} -c "SELECT has_table_privilege('{{ u.backup.username }}', 'halite.restore_points', 'SELECT')" 2>/dev/null | grep -qx t
+    - onlyif:
+      - fun: patroni.is_leader
+    - require:
+      - postgres_user: patroni-role-backup
+      - postgres_database: patroni-database-app
+{%- endif %}
