@@ -380,9 +380,16 @@ def _set(data: dict, dotted: str, value) -> None:
     cur[last] = value
 
 
-def secrets_for(roles: list[str]) -> list[str]:
-    """The secrets (dotted keys) a host with these roles receives."""
-    return [key for key, need in SECRET_ROLES.items() if need & set(roles)]
+#: Secrets that exist only with a backup host in the topology.
+BACKUP_SECRETS = ("users.backup.password", "backup.cipher_pass")
+
+
+def secrets_for(roles: list[str], data: dict | None = None) -> list[str]:
+    """The secrets (dotted keys) a host with these roles receives (in ``data``'s topology)."""
+    keys = [key for key, need in SECRET_ROLES.items() if need & set(roles)]
+    if data is not None and not backup_host(data):
+        keys = [k for k in keys if k not in BACKUP_SECRETS]
+    return keys
 
 
 def strip_secrets(data: dict, roles: list[str], mask: bool = False) -> dict:
@@ -430,7 +437,7 @@ def host_view(data: dict, host: str) -> dict:
         "address": cluster_address(topo, host),
         "states": host_states(topo, host),
         "firewall": firewall_rules(data, host),
-        "secrets": secrets_for(roles),
+        "secrets": secrets_for(roles, data),
     }
     # secret-bearing strings, escaped once in Python (halite.formats); each
     # host gets the ones its roles use, so no secret travels in a DSN it may not hold

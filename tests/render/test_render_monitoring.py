@@ -286,7 +286,8 @@ def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promto
         return {sc["labels"]["host"]: sc["targets"][0] for sc in jobs[job]["static_configs"]}
 
     assert targets("node") == {"jump-01": "10.77.1.10:9100", "db-01": "10.77.1.11:9100", "db-02": "10.77.1.12:9100",
-                               "db-03": "10.77.1.13:9100", "app-01": "10.77.1.20:9100"}
+                               "db-03": "10.77.1.13:9100", "app-01": "10.77.1.20:9100",
+                               "backup-01": "10.77.1.30:9100"}
     assert targets("patroni") == {f"db-0{i}": f"10.77.1.1{i}:8008" for i in (1, 2, 3)}
     assert targets("etcd") == {f"db-0{i}": f"10.77.1.1{i}:2379" for i in (1, 2, 3)}
     assert targets("postgres") == {f"db-0{i}": f"10.77.1.1{i}:9187" for i in (1, 2, 3)}

@@ -145,3 +145,10 @@ def problems(topo, settings):
     with pytest.raises(config.ConfigError) as info:
         config.load(copy.deepcopy(topo), copy.deepcopy(settings))
     return info.value.problems
+
+
+@pytest.fixture(autouse=True)
+def _generated_material_in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """halite's CA, host certificates and generated secrets (halite.pki.state_dir) go to a
+    folder of the test session, never to the repository's .halite/ that the lab uses."""
+    monkeypatch.setenv("HALITE_STATE_DIR", str(tmp_path_factory.getbasetemp() / "halite-state"))

@@ -55,7 +55,7 @@ def test_config_check_exits_1_and_names_each_problem(tmp_path, capsys):
 
 def test_config_check_passes_the_shipped_files(capsys):
     assert cli.main(["config", "check"]) == 0
-    assert "configuration OK (5 hosts;" in capsys.readouterr().out
+    assert "configuration OK (6 hosts;" in capsys.readouterr().out
 
 
 def test_config_show_masks_secrets(capsys):

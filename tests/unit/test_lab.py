@@ -11,7 +11,7 @@ from halite import config, lab
 BOOKWORM_MARKER = json.dumps([
     ["chrony", "nftables", "postgresql-15", "postgresql-client-15", "etcd-server", "etcd-client",
      "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
-     "nginx", "openssl"],
+     "nginx", "openssl", "pgbackrest"],
     ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4",
      "flask>=3.1,<3.2", "gunicorn>=23,<24"],
 ])
@@ -86,5 +86,6 @@ def test_status_shows_each_hosts_release(tmp_path, monkeypatch):
     monkeypatch.setenv("HALITE_SETTINGS", str(config.PILLAR_DIR / "trixie.yaml"))
     rows = {r["host"]: r for r in lab.status()}
     assert {h: r["release"] for h, r in rows.items()} == {
-        "jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie", "app-01": "bookworm"}
+        "jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie", "app-01": "bookworm",
+        "backup-01": "trixie"}
     assert all(r["state"] == "stopped" for r in rows.values())

@@ -80,7 +80,7 @@ def test_the_trixie_topology_checks_with_its_settings():
                                                   config.read_yaml(TRIXIE_SETTINGS)))
     releases = {h: spec["os_release"] for h, spec in data["topology"]["hosts"].items()}
     assert releases == {"jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie",
-                        "app-01": "bookworm"}
+                        "app-01": "bookworm", "backup-01": "trixie"}
     assert data["postgresql"]["version"] == 17
 
 
