@@ -73,7 +73,8 @@ def test_redhat_paths_for_postgresql_16(tmp, monkeypatch):
 
 
 #: pillar an orchestration needs to render at all
-ORCH_PILLAR = {"etcd_member": '{"target": "db-03", "replace": true}'}
+ORCH_PILLAR = {"etcd_member": '{"target": "db-03", "replace": true}',
+               "restore_point": '{"name": "before-42"}', "restore": '{"target": {"name": "before-42"}}'}
 
 
 @pytest.mark.parametrize("sls", sorted(p.stem for p in (REPO / "salt/orch").glob("*.sls")))
