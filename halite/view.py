@@ -250,6 +250,9 @@ def pgbackrest_view(data: dict, host: str) -> dict:
                        ["tls-server-auth", f"{repo}={stanza}"]],
             stanza: [["pg1-path", paths["pg_datadir"]], ["pg1-port", str(pg["port"])],
                      ["pg1-socket-path", paths["pg_socket_dir"]]],
+            # a replica asks the repository for WAL (restore_command) before streaming: with the
+            # backup host down, give up in seconds rather than pgBackRest's default minute per segment
+            "global:archive-get": [["io-timeout", "10"]],
         }
     elif "backup" in roles:
         repo_opts = [["repo1-path", b["repo_path"]], ["repo1-cipher-type", b["cipher_type"]]]

@@ -20,6 +20,19 @@ deploy-etcd:
     - require:
       - salt: deploy-base
 
+{%- if backup %}
+# The repository's host first: its pgBackRest server must answer when the new
+# primary archives its first WAL and the replicas' restore_command asks.
+deploy-repository:
+  salt.state:
+    - tgt: {{ backup|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: backup
+    - require:
+      - salt: deploy-base
+
+{% endif %}
 deploy-patroni:
   salt.state:
     - tgt: {{ db }}
@@ -29,15 +42,16 @@ deploy-patroni:
     - require:
       - salt: deploy-etcd
 {%- if backup %}
+      - salt: deploy-repository
 
-# The repository: pgBackRest's server, the stanza, a first full backup, and the
-# gate (a fresh backup, a continuous WAL archive, pgbackrest check).
+# The stanza once the cluster runs, a first full backup, and the gate (a fresh
+# backup, a continuous WAL archive, pgbackrest check).
 deploy-backup:
   salt.state:
     - tgt: {{ backup|join(',') }}
     - tgt_type: list
     - ssh: True
-    - sls: [backup, backup.stanza, backup.first, backup.healthy]
+    - sls: [backup.stanza, backup.first, backup.healthy]
     - require:
       - salt: deploy-patroni
 {%- endif %}
