@@ -1061,11 +1061,12 @@ def _archive_end(record: dict, wal_segment_size: int):
 
 
 def plan_target(record: dict, target, known_names=None, now=None, set=None,  # pylint: disable=redefined-builtin
-                wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
+                wal_segment_size=WAL_SEGMENT_SIZE, archived_at=None) -> dict:
     """Check a recovery target against a stanza record and choose the backup set (no I/O).
 
     See :func:`check_target`; ``set`` forces a backup set, which must exist
-    and end at or before the target.
+    and end at or before the target; ``archived_at`` is when the newest WAL
+    segment reached the archive (epoch seconds), see :func:`_wal_archived_at`.
     """
     where = f"pgbackrest check_target (stanza {record.get('name')})"
     kind, value = _parse_target(target, where)
@@ -1113,6 +1114,13 @@ def plan_target(record: dict, target, known_names=None, now=None, set=None,  # p
             raise CommandExecutionError(
                 f"{where}: target time {out['target']} is before the end of the oldest backup {oldest['label']}: "
                 f"the earliest time reachable is {earliest}")
+        # recovery stops at the first commit after the target time: one must be in the archive
+        if archived_at is not None and moment >= archived_at:
+            newest, _end = _archive_end(record, wal_segment_size)
+            raise CommandExecutionError(
+                f"{where}: target time {out['target']} is after the newest WAL in the archive (segment {newest}, "
+                f"archived {_utc_text(archived_at)}), so recovery could not stop there; wait for archiving, "
+                "or check it with pgbackrest.check")
         usable = [b for b in backups if b["stop"] is not None and b["stop"] <= moment]
     elif kind == "lsn":
         out["target"] = _lsn_text(value)
@@ -1153,7 +1161,9 @@ def check_target(stanza, target, known_names=None, now=None, config=None, runas=
         ISO 8601 with an offset (``2026-11-30T08:15:00+00:00``) or
         PostgreSQL's style (``2026-11-30 08:15:00+00``). Refused before the
         end of the oldest backup (the message gives the earliest reachable
-        time) and after ``now``. The set is the newest backup that ended by then.
+        time), after ``now``, and after the newest WAL segment reached the
+        archive (recovery stops at the first commit after the target, which
+        must be archived). The set is the newest backup that ended by then.
     ``lsn``
         ``0/3000028``. Refused before the oldest backup's stop lsn, and beyond
         the newest WAL segment in the archive. The set is the newest backup
@@ -1186,7 +1196,33 @@ def check_target(stanza, target, known_names=None, now=None, config=None, runas=
         salt-ssh backup-01 pgbackrest.check_target halite '{"time": "2026-11-30 08:15:00+00"}'
         salt-ssh backup-01 pgbackrest.check_target halite '{"name": "before-upgrade"}' known_names='[before-upgrade]'
     """
-    return plan_target(_one(stanza, config, runas, timeout), target, known_names, now, None, wal_segment_size)
+    return _plan(stanza, target, known_names, now, None, config, runas, timeout, wal_segment_size)
+
+
+def _wal_archived_at(record: dict, config, runas, timeout):
+    """When the newest segment of the current archive reached the repository (epoch seconds), or None.
+
+    Lists only that segment's folder (``pgbackrest repo-ls``; ``time`` is the file's).
+    """
+    archive = _current_archive(record)
+    newest = archive["max"] if archive else None
+    if not newest or not _WAL_NAME.match(newest):
+        return None
+    stanza = record["name"]
+    listing = _json("repo-ls", stanza, config, runas, timeout, (), (f"archive/{stanza}/{archive['id']}/{newest[:16]}",))
+    times = [meta.get("time") for path, meta in _dict(listing).items()
+             if path.startswith(newest + "-") and isinstance(_dict(meta).get("time"), int)]
+    return max(times) if times else None
+
+
+def _plan(stanza, target, known_names, now, set, config, runas, timeout,  # pylint: disable=redefined-builtin
+          wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
+    """:func:`plan_target` on the stanza as pgBackRest lists it now (None: the latest)."""
+    record = _one(stanza, config, runas, timeout)
+    target = {"latest": True} if target is None else target
+    archived_at = (_wal_archived_at(record, config, runas, timeout)
+                   if isinstance(target, dict) and "time" in target and record["backups"] else None)
+    return plan_target(record, target, known_names, now, set, wal_segment_size, archived_at)
 
 
 def restore(stanza, pg_path, target=None, set=None, delta=True, target_action="promote",  # pylint: disable=redefined-builtin
@@ -1236,8 +1272,7 @@ def restore(stanza, pg_path, target=None, set=None, delta=True, target_action="p
     bad = [o for o in options if not str(o).startswith("--")]
     if bad:
         raise CommandExecutionError(f"{where}: options are pgbackrest options such as --process-max=4, not {bad}")
-    chosen = plan_target(_one(stanza, config, runas, DEFAULT_TIMEOUT), target or {"latest": True}, known_names,
-                         None, set)
+    chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT)
     argv = [f"--pg1-path={pg_path}"]
     if delta and os.path.isdir(pg_path) and os.listdir(pg_path):
         argv.append("--delta")
@@ -1381,10 +1416,21 @@ def _log_excerpt(path: str, lines: int = 3) -> str:
     return " | ".join((bad or text)[-lines:]) or "(empty server log)"
 
 
+def _running(data: str) -> bool:
+    """Whether the postmaster of ``data`` (its postmaster.pid) is alive."""
+    try:
+        with open(os.path.join(data, "postmaster.pid"), encoding="ascii", errors="replace") as fh:
+            pid = int(fh.readline())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _stop_server(pg_bin: str, data: str, runas, proc=None) -> str:
     """Stop the copy (fast, then immediate); a problem as a sentence, or ''."""
     problem = ""
-    if os.path.exists(os.path.join(data, "postmaster.pid")):
+    if _running(data):
         for mode in ("fast", "immediate"):
             try:
                 _tool([os.path.join(pg_bin, "pg_ctl"), "-D", data, "-m", mode, "-w", "-t", "60", "stop"], runas,
@@ -1505,8 +1551,7 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
         data = os.path.join(home, "data")
         owner = _owner(runas, "pgbackrest drill")
         user = runas or pwd.getpwuid(os.geteuid()).pw_name  # the copy's only database user
-        chosen = plan_target(_one(stanza, config, runas, DEFAULT_TIMEOUT), target or {"latest": True}, known_names,
-                             None, set)
+        chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT)
     except CommandExecutionError as exc:
         raise CommandExecutionError(f"restore drill: {exc}") from exc
 

@@ -401,6 +401,9 @@ def test_check_target_refuses_unreachable_targets(repo, point):
         f"the earliest time reachable is {earliest}")
     assert refused({"time": "2099-06-01 12:00:00+02"}).startswith(
         f"{where}target time 2099-06-01 10:00:00+00 is in the future (now is ")
+    # after the newest archived segment: no commit after it to stop at
+    msg = refused({"time": pgbackrest._utc_text(time.time())})
+    assert msg.startswith(f"{where}target time ") and "is after the newest WAL in the archive (segment " in msg
     assert refused({"name": "rp9"}, known(point)) == (
         f"{where}restore point rp9 is not known; the known ones are rp1")
     assert refused({"name": "rp1", "latest": True}) == (
