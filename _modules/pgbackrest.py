@@ -1370,8 +1370,12 @@ def _drill_settings(home: str, port: int, control: dict) -> dict:
         # off: no connection before recovery ends, and no pause when a
         # parameter change in the WAL asks for more than we set
         "hot_standby": "off",
+        # a throwaway copy: no flushes, no 16 MiB of zeros per new WAL segment, few segments kept
         "fsync": "off",
         "synchronous_commit": "off",
+        "wal_init_zero": "off",
+        "min_wal_size": "32MB",
+        "max_wal_size": "256MB",
         "autovacuum": "off",
         "jit": "off",
         "logging_collector": "off",
@@ -1427,11 +1431,11 @@ def _running(data: str) -> bool:
     return True
 
 
-def _stop_server(pg_bin: str, data: str, runas, proc=None) -> str:
-    """Stop the copy (fast, then immediate); a problem as a sentence, or ''."""
+def _stop_server(pg_bin: str, data: str, runas, proc=None, modes=("fast", "immediate")) -> str:
+    """Stop the copy (fast, then immediate: ``modes``); a problem as a sentence, or ''."""
     problem = ""
     if _running(data):
-        for mode in ("fast", "immediate"):
+        for mode in modes:
             try:
                 _tool([os.path.join(pg_bin, "pg_ctl"), "-D", data, "-m", mode, "-w", "-t", "60", "stop"], runas,
                       "stopping the copy", timeout=90)
@@ -1649,7 +1653,7 @@ def _clear_scratch(home: str, pg_bin: str, runas) -> None:
         raise CommandExecutionError(
             f"{home} exists and is not a drill's copy (no {DRILL_CONFIG} in it): remove it yourself, or give "
             "another scratch folder")
-    problem = _stop_server(pg_bin, os.path.join(home, "data"), runas)
+    problem = _stop_server(pg_bin, os.path.join(home, "data"), runas, modes=("immediate",))
     if problem:
         raise CommandExecutionError(f"the server of an earlier drill in {home} does not stop: {problem}")
     shutil.rmtree(home)
@@ -1664,7 +1668,9 @@ def _end_drill(home: str, pg_bin: str, runas, proc, ours: bool, keep: bool) -> s
         return ""
     problems = []
     try:
-        problem = _stop_server(pg_bin, os.path.join(home, "data"), runas, proc)
+        # a copy that is kept is shut down cleanly; one that is removed needs no shutdown checkpoint
+        problem = _stop_server(pg_bin, os.path.join(home, "data"), runas, proc,
+                               ("fast", "immediate") if keep else ("immediate",))
         if problem:
             problems.append(f"stopping the copy: {problem}")
     except Exception as exc:  # pylint: disable=broad-except

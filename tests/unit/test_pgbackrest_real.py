@@ -6,6 +6,12 @@ pgbackrest archive-push``, makes an encrypted local repository
 ``stanza-create``, a full backup, some writes and a WAL switch, and an
 incremental backup. The module's functions then read that repository. About
 ten seconds; skipped where pgBackRest or the PostgreSQL 15 binaries are missing.
+
+The second fixture, ``point``, adds a database with two tables, a full backup
+by ``pgbackrest.backup``, a restore point between two batches of rows, a
+dropped table and an incremental backup; the tests then check recovery
+targets, restore into a fresh folder and run the restore drill (also on a
+damaged copy of the repository). The whole file takes about half a minute.
 """
 from __future__ import annotations
 
@@ -33,6 +39,9 @@ PG_BIN = Path(os.environ.get("HALITE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin")
 STANZA = "halite"
 #: pgbackrest and PostgreSQL run as postgres when the tests run as root.
 RUNAS = "postgres" if os.geteuid() == 0 else None
+#: In memory where there is a tmpfs: the backups, restores and drills write some hundred MB, which
+#: took 2 s on an idle disk and over 10 s on a busy one.
+SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
 
 
 def as_runas(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -89,12 +98,15 @@ def stop_postgres(data: Path) -> None:
         os.kill(pid, signal.SIGQUIT)
     except ProcessLookupError:
         return
-    for _ in range(100):
+    for _ in range(200):
+        # the postmaster removes its pid file as it exits; its process may linger a while as a zombie
+        if not (data / "postmaster.pid").exists():
+            return
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
 
 
@@ -103,7 +115,7 @@ def repo():
     """A stanza with a full and an incremental backup: ``{"base", "config", "port", "passphrase"}``."""
     if shutil.which("pgbackrest") is None or not (PG_BIN / "initdb").exists() or shutil.which("psql") is None:
         pytest.skip(f"pgbackrest, psql or the PostgreSQL 15 server binaries ({PG_BIN}) not found")
-    base = Path(tempfile.mkdtemp(prefix="halite-pgbackrest-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="halite-pgbackrest-", dir=SCRATCH))
     if RUNAS:
         pw = pwd.getpwnam(RUNAS)
         os.chown(base, pw.pw_uid, pw.pw_gid)
@@ -445,21 +457,6 @@ def test_drill_of_a_set_newer_than_the_point_fails_with_the_servers_reason(repo,
     msg = str(err.value)
     assert msg.startswith("restore drill: PostgreSQL stopped during recovery (exit 1): "), msg
     assert msg.endswith("FATAL:  recovery ended before configured recovery target was reached"), msg
-    assert list(scratch.iterdir()) == []
-
-
-def test_drill_reports_differences(repo, point):
-    scratch = repo["base"] / "drill"
-    rp1 = point["point"]
-    expected = {"public.cars": {"rows": 1500, "md5": "0" * 32}, "public.makes": {"rows": 3, "md5": "1" * 32}}
-    seen = pgbackrest.drill(STANZA, target={"name": "rp1"}, known_names=known(point), expected=expected,
-                            database=SHOP, scratch=str(scratch), config=repo["config"], runas=RUNAS, timeout=120)
-    assert seen["ok"] is False
-    assert seen["differences"] == [
-        "public.cars: 1500 rows as expected, but the contents differ (checksum)",
-        "public.makes: missing from the restored database (3 rows expected)",
-        "public.sold: in the restored database (100 rows) but not expected"]
-    assert seen["tables"]["public.cars"]["md5"] == rp1["tables"]["public.cars"]["md5"]
     assert list(scratch.iterdir()) == []
 
 
