@@ -1154,7 +1154,8 @@ def check_target(stanza, target, known_names=None, now=None, config=None, runas=
                  timeout=DEFAULT_TIMEOUT, wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
     """Check that a recovery target can be reached, and choose the backup set for it.
 
-    Reads ``pgbackrest info`` only: call it before anything is changed on any
+    Only reads (``pgbackrest info``, and for a time the listing of the newest
+    archived segment's folder): call it before anything is changed on any
     host. ``target`` is a dict with exactly one key:
 
     ``time``
