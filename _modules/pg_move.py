@@ -182,8 +182,12 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-def _psql(dsn: str, sql: str, step: str, server: str, runas: str | None = None, timeout: float = PSQL_TIMEOUT) -> str:
+def _psql(dsn: str, sql: str, step: str, server: str, runas: str | None = None, timeout: float = PSQL_TIMEOUT,
+          module: str = "pg_move") -> str:
     """Run ``sql`` through psql on one server; return its output (unaligned, no headers).
+
+    ``module`` names the caller in error messages (the pgbackrest module runs
+    its SQL through this boundary too).
 
     :raises CommandExecutionError: naming the step, the server and psql's error.
     """
@@ -193,7 +197,7 @@ def _psql(dsn: str, sql: str, step: str, server: str, runas: str | None = None, 
     if password is not None:
         env["PGPASSWORD"] = password
     cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn, "-f", "-"]
-    where = f"pg_move {step}: {server} server ({_redact(dsn)})"
+    where = f"{module} {step}: {server} server ({_redact(dsn)})"
     if runas and runas != pwd.getpwuid(os.geteuid()).pw_name:
         if os.geteuid() != 0:
             raise CommandExecutionError(f"{where}: cannot run psql as {runas}: not root")
@@ -211,13 +215,14 @@ def _psql(dsn: str, sql: str, step: str, server: str, runas: str | None = None, 
     return res.stdout
 
 
-def _json(dsn: str, sql: str, step: str, server: str, runas: str | None = None):
+def _json(dsn: str, sql: str, step: str, server: str, runas: str | None = None, module: str = "pg_move"):
     """Run SQL whose last statement selects one JSON value; return it parsed."""
-    out = _psql(dsn, sql, step, server, runas).strip()
+    out = _psql(dsn, sql, step, server, runas, module=module).strip()
     try:
         return json.loads(out)
     except ValueError as exc:
-        raise CommandExecutionError(f"pg_move {step}: {server} server ({_redact(dsn)}) answered {out[:300]!r}, not JSON") from exc
+        raise CommandExecutionError(
+            f"{module} {step}: {server} server ({_redact(dsn)}) answered {out[:300]!r}, not JSON") from exc
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +259,33 @@ def tables(dsn, runas=None):
 
         salt-ssh db-01 pg_move.tables "host=/var/run/postgresql dbname=carsale user=postgres" runas=postgres
     """
-    return _json(dsn, _TABLES_SQL, "tables", "database", runas)
+    return _table_list(dsn, runas, "tables")
+
+
+def _table_list(dsn: str, runas, step: str) -> list[dict]:
+    """:func:`tables`, with the caller's step in error messages."""
+    return _json(dsn, _TABLES_SQL, step, "database", runas)
+
+
+def _named(specs: list[dict], names) -> list[dict]:
+    """The specs of the tables ``names`` (``schema.table`` as :func:`tables` lists them; a bare name is in public)."""
+    if names is None:
+        return specs
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    by_name = {s["table"]: s for s in specs}
+    picked, unknown = [], []
+    for name in names:
+        spec = by_name.get(name) or by_name.get(f"public.{name}")
+        if spec is None:
+            unknown.append(name)
+        elif spec not in picked:
+            picked.append(spec)
+    if unknown:
+        raise CommandExecutionError(
+            f"pg_move checksums: no table {', '.join(unknown)} in the database; "
+            f"its tables are {', '.join(by_name) or '(none)'}")
+    return picked
 
 
 def _checksums_sql(specs: list[dict]) -> str:
@@ -271,6 +302,39 @@ def _checksums_sql(specs: list[dict]) -> str:
         )
     return (STABLE_TEXT + "SELECT coalesce(json_object_agg(t, json_build_object('rows', n, 'md5', h)), '{}') FROM (\n"
             + "\nUNION ALL\n".join(parts) + "\n) x;")
+
+
+def _checksums(dsn: str, specs: list[dict], step: str, server: str, runas) -> dict:
+    """``{table: {"rows", "md5"}}`` of the tables ``specs``, read in one statement (one snapshot)."""
+    return _json(dsn, _checksums_sql(specs), step, server, runas)
+
+
+def checksums(dsn, runas=None, tables=None):  # pylint: disable=redefined-outer-name
+    """Row count and checksum of every user table of a database (or of the tables named).
+
+    The checksum is the md5 over the md5 of each row's text (its columns in
+    name order), rows ordered by primary key, read in UTC with ISO dates: the
+    same data gives the same checksum on any server. All tables are read in
+    one statement, so they show one moment of the database. The same numbers
+    as :func:`compare` and ``pgbackrest.restore_point``.
+
+    :param dsn: libpq DSN of the database.
+    :param runas: operating-system user to run psql as (peer authentication).
+    :param tables: None for every user table, or a list (or comma-separated
+        string) of names as :func:`tables` lists them (``public.cars``; a bare
+        ``cars`` means ``public.cars``).
+    :returns: ``{"public.cars": {"rows": 200, "md5": "..."}, ...}``.
+    :raises CommandExecutionError: naming a table that is not in the database, or psql's error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 pg_move.checksums "host=/var/run/postgresql dbname=carsale user=postgres" runas=postgres
+        salt-ssh db-01 pg_move.checksums "host=/var/run/postgresql dbname=carsale user=postgres" runas=postgres tables=public.cars,public.makes
+    """
+    specs = _named(_table_list(dsn, runas, "checksums"), tables)
+    return _checksums(dsn, specs, "checksums", "database", runas)
 
 
 def compare(source_dsn, target_dsn, runas=None):
@@ -305,8 +369,9 @@ def compare(source_dsn, target_dsn, runas=None):
                 f"{spec['table']}: columns differ (source {sorted(spec['columns'])}, target {sorted(other['columns'])})")
         else:
             comparable.append(spec)
-    src = _json(source_dsn, _checksums_sql(src_specs), "compare", "source", runas)
-    tgt = _json(target_dsn, _checksums_sql(comparable), "compare", "target", runas)
+    # the target's rows are read in the source's column and key order, so equal data gives equal checksums
+    src = _checksums(source_dsn, src_specs, "compare", "source", runas)
+    tgt = _checksums(target_dsn, comparable, "compare", "target", runas)
     out = {}
     for spec in src_specs:
         name = spec["table"]

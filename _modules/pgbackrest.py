@@ -1,6 +1,18 @@
 """
-pgBackRest, read through its own command line: backups, the WAL archive, and
-whether the last backup is fresh.
+pgBackRest, through its own command line: backups, the WAL archive, whether
+the last backup is fresh, restore points, point-in-time recovery and the
+restore drill.
+
+* Reading: :func:`info`, :func:`last_backup`, :func:`age`, :func:`check`,
+  :func:`archive_status`, :func:`health`.
+* Backing up: :func:`stanza_create`, :func:`backup`.
+* Restore points: :func:`restore_point` (on the primary: a named point in
+  the WAL and the checksums of every table at that point),
+  :func:`record_restore_point` and :func:`restore_points` (kept on the
+  backup host).
+* Recovering: :func:`check_target` (refuses an unreachable target before
+  anything changes), :func:`restore`, and :func:`drill` (restores into a
+  scratch folder, starts it alone, compares the checksums, removes it).
 
 Every function runs the ``pgbackrest`` binary with an argument list (never
 through a shell) and reads its JSON output (``--output=json``), which
@@ -30,17 +42,27 @@ Read with pgBackRest 2.45 (Debian 12); the JSON keys used are listed at
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 
 from salt.exceptions import CommandExecutionError
+
+try:
+    # pg_move.py ships beside this file (salt-ssh syncs _modules/ together, and
+    # Salt's loader puts this file's folder on sys.path while it imports it):
+    # its psql boundary and table checksums are shared here, not copied.
+    import pg_move
+except ImportError:  # pragma: no cover - only when _modules/ was copied in part
+    pg_move = None
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +87,15 @@ _WAL_NAME = re.compile(r"^[0-9A-F]{24}$")
 
 
 def __virtual__():
-    """Load on any Python 3.8+ (standard library only).
+    """Load on any Python 3.8+ (standard library only) with pg_move.py beside it.
 
     The binary is looked for on each call, so that a host without pgBackRest
     gets a sentence saying so rather than "pgbackrest.info is not available".
     """
     if sys.version_info < (3, 8):
         return (False, "the pgbackrest module needs Python 3.8 or newer")
+    if pg_move is None:
+        return (False, "the pgbackrest module needs _modules/pg_move.py beside it (its psql boundary)")
     return __virtualname__
 
 
@@ -573,3 +597,1088 @@ def health(stanza, max_age=None, check=False, wal_segment_size=WAL_SEGMENT_SIZE,
         "archive": archive,
         "checked": checked,
     }
+
+
+# ---------------------------------------------------------------------------
+# backing up
+# ---------------------------------------------------------------------------
+
+#: A backup or a restore of a large cluster takes a while (seconds).
+BACKUP_TIMEOUT = 7200
+BACKUP_TYPES = ("full", "diff", "incr")
+
+
+def stanza_create(stanza, config=None, runas=DEFAULT_RUNAS, timeout=DEFAULT_TIMEOUT) -> bool:
+    """Create the stanza in the repository (``pgbackrest stanza-create``).
+
+    Idempotent: on a stanza that exists and matches the cluster pgBackRest
+    says so and succeeds. Run where pgBackRest reaches the primary.
+
+    :param stanza: the stanza.
+    :param config: path of pgbackrest.conf, or None for pgBackRest's default.
+    :param runas: user that runs pgbackrest.
+    :param timeout: seconds.
+    :returns: True.
+    :raises CommandExecutionError: with pgBackRest's message (e.g. the stanza
+        exists for another cluster: a different system identifier).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.stanza_create stanza=halite
+    """
+    if not stanza:
+        raise CommandExecutionError("pgbackrest stanza-create: a stanza name is needed")
+    _run("stanza-create", stanza, config, runas, timeout)
+    return True
+
+
+def backup(stanza, type="incr", config=None, runas=DEFAULT_RUNAS,  # pylint: disable=redefined-builtin
+           timeout=BACKUP_TIMEOUT) -> dict:
+    """Take a backup (``pgbackrest --type=TYPE backup``) and return its record.
+
+    pgBackRest makes a full backup instead of a diff or incr when there is no
+    full one yet. pgBackRest's retention then expires the oldest backups.
+
+    :param stanza: the stanza.
+    :param type: ``full``, ``diff`` (changes since the last full) or ``incr``
+        (changes since the last backup of any type).
+    :param config: path of pgbackrest.conf, or None for pgBackRest's default.
+    :param runas: user that runs pgbackrest.
+    :param timeout: seconds the backup may take.
+    :returns: the new backup as :func:`info` lists it (the newest), plus
+        ``seconds``: how long the backup command took.
+    :raises CommandExecutionError: with pgBackRest's message.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.backup stanza=halite type=full
+    """
+    if not stanza:
+        raise CommandExecutionError("pgbackrest backup: a stanza name is needed")
+    if type not in BACKUP_TYPES:
+        raise CommandExecutionError(f"pgbackrest backup: type must be one of {', '.join(BACKUP_TYPES)}, not {type!r}")
+    began = time.monotonic()
+    _run("backup", stanza, config, runas, timeout, (f"--type={type}",))
+    seconds = round(time.monotonic() - began, 3)
+    newest = last_backup(stanza, config, runas)
+    if newest is None:
+        raise CommandExecutionError(f"pgbackrest backup (stanza {stanza}): it succeeded, yet info lists no backup")
+    return dict(newest, seconds=seconds)
+
+
+# ---------------------------------------------------------------------------
+# restore points
+# ---------------------------------------------------------------------------
+
+#: Where :func:`record_restore_point` keeps restore points on the backup host.
+DEFAULT_POINTS_DIR = "/var/lib/pgbackrest/halite-restore-points"
+#: pg_create_restore_point takes up to 63 characters (MAXFNAMELEN - 1); we also keep them file-name safe.
+_POINT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_STANZA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LSN_TEXT = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+
+
+def _check_point_name(name, where: str) -> str:
+    if not isinstance(name, str) or not _POINT_NAME.match(name):
+        raise CommandExecutionError(
+            f"{where}: restore point name {name!r} must be 1 to 63 letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _check_stanza_name(stanza, where: str) -> str:
+    if not isinstance(stanza, str) or not _STANZA_NAME.match(stanza):
+        raise CommandExecutionError(f"{where}: stanza name {stanza!r} must be letters, digits, '.', '_' or '-'")
+    return stanza
+
+
+def _lsn_text(value: int) -> str:
+    """An LSN as PostgreSQL prints it (``0/3000028``)."""
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def _local_dsn(host, port, database, user) -> str:
+    return " ".join(f"{key}={pg_move._conninfo_value(str(value))}"  # pylint: disable=protected-access
+                    for key, value in (("host", host), ("port", port), ("dbname", database), ("user", user)))
+
+
+def _restore_point_sql(name: str, specs: list[dict], lock_ms: int) -> str:
+    """The one transaction of :func:`restore_point`.
+
+    Why this order gives checksums of exactly the data at the restore point:
+
+    1. ``LOCK ... IN SHARE MODE`` conflicts with ROW EXCLUSIVE, which every
+       INSERT, UPDATE, DELETE and TRUNCATE takes. It waits until each
+       transaction that wrote to these tables has ended (a writer releases
+       its locks only after its commit record is in the WAL and visible),
+       and blocks new writers until we commit. It also blocks DROP and ALTER.
+    2. The DO block re-reads the list of tables now that the locks are held:
+       a table created or altered between the listing and the locks makes
+       the whole transaction fail, before any restore point is written.
+    3. ``pg_create_restore_point`` writes its WAL record at once (it is not
+       transactional). Every change to these tables committed before it is in
+       the WAL before it; none can commit after it until we commit.
+    4. The checksums statement takes its snapshot now (READ COMMITTED: one
+       snapshot per statement, taken after the locks), so it sees exactly what
+       recovery to this restore point replays. Steps 3 and 4 could swap: with
+       the locks held nothing changes between them.
+
+    Tables created after the restore point are in neither; other databases
+    are not locked and not checksummed.
+    """
+    listed = pg_move._TABLES_SQL.strip().rstrip(";")  # pylint: disable=protected-access
+    lit = pg_move._lit  # pylint: disable=protected-access
+    lines = ["BEGIN ISOLATION LEVEL READ COMMITTED;", f"SET LOCAL lock_timeout = '{lock_ms}ms';"]
+    if specs:
+        lines.append(f"LOCK TABLE {', '.join(s['table'] for s in specs)} IN SHARE MODE;")
+    lines.append(f"""DO $halite$
+DECLARE listed json;
+BEGIN
+  EXECUTE {lit(listed)} INTO listed;
+  IF listed::jsonb IS DISTINCT FROM {lit(json.dumps(specs))}::jsonb THEN
+    RAISE EXCEPTION 'halite: the tables changed while they were being locked';
+  END IF;
+END $halite$;""")
+    lines.append(f"SELECT pg_create_restore_point({lit(name)})::text || '|' || "
+                 "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"');")
+    lines.append(pg_move._checksums_sql(specs))  # pylint: disable=protected-access
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
+
+
+def restore_point(name, database, runas="postgres", host="/var/run/postgresql", port=5432, lock_timeout=5) -> dict:
+    """Mark a named point in the WAL, with the checksums of every table at that point.
+
+    Runs on the primary, as ``runas`` over the local socket. In one
+    transaction: takes SHARE locks on every user table of ``database`` (writers
+    wait, readers do not), creates the restore point
+    (``pg_create_restore_point``), reads the row count and checksum of each
+    table (see ``pg_move.checksums``) and commits; then switches to a new WAL
+    segment so that the point is archived soon. Recovery to this name
+    (:func:`check_target`, :func:`restore`, :func:`drill`) gives exactly
+    these tables. Writers wait while the tables are read: on a large database
+    that is as long as a full read of it.
+
+    Names must be unique: recovery stops at the *first* restore point of a
+    name in the WAL. Record the point on the backup host with
+    :func:`record_restore_point`.
+
+    :param name: 1 to 63 letters, digits, ``.``, ``_`` or ``-``.
+    :param database: the database whose tables are locked and checksummed.
+    :param runas: operating-system user running psql, and the database user (peer authentication).
+    :param host: the server's socket directory (or host name).
+    :param port: the server's port.
+    :param lock_timeout: seconds to wait for each table's lock before giving up.
+    :returns: ``{"name", "lsn", "time" (ISO 8601, UTC, the server's clock),
+        "database", "tables": {"public.cars": {"rows", "md5"}, ...}}``.
+    :raises CommandExecutionError: bad name, a replica, a lock not granted in
+        time, or psql's error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 pgbackrest.restore_point before-upgrade-2026-11-30 carsale
+    """
+    where = f"pgbackrest restore_point {name}"
+    _check_point_name(name, "pgbackrest restore_point")
+    if not database or not isinstance(database, str):
+        raise CommandExecutionError(f"{where}: a database name is needed")
+    try:
+        wait = float(lock_timeout)
+    except (TypeError, ValueError):
+        wait = 0
+    if wait <= 0:
+        raise CommandExecutionError(f"{where}: lock_timeout must be a positive number of seconds, not {lock_timeout!r}")
+    dsn = _local_dsn(host, port, database, runas)
+    psql = {"step": f"restore_point {name}", "server": "primary", "runas": runas, "module": "pgbackrest"}
+    if pg_move._json(dsn, "SELECT to_json(pg_is_in_recovery());", **psql):  # pylint: disable=protected-access
+        raise CommandExecutionError(
+            f"{where}: the server at {host} port {port} is a replica (in recovery); make restore points on the primary")
+    specs = pg_move._json(dsn, pg_move._TABLES_SQL, **psql)  # pylint: disable=protected-access
+    try:
+        out = pg_move._psql(dsn, _restore_point_sql(name, specs, max(1, int(wait * 1000))),  # pylint: disable=protected-access
+                            **psql).strip()
+    except CommandExecutionError as exc:
+        if "lock timeout" in str(exc):
+            raise CommandExecutionError(
+                f"{where}: could not lock the tables of {database} within {wait:g} s: another session holds a "
+                "conflicting lock (a long transaction, VACUUM FULL, ALTER TABLE?); no restore point was made, "
+                "try again") from exc
+        if "halite: the tables changed" in str(exc):
+            raise CommandExecutionError(
+                f"{where}: the tables of {database} were created, dropped or altered meanwhile; "
+                "no restore point was made, try again") from exc
+        raise
+    head, _, rest = out.partition("\n")
+    point_lsn, _, stamp = head.partition("|")
+    try:
+        checked = json.loads(rest, strict=False)
+    except ValueError as exc:
+        raise CommandExecutionError(f"{where}: the checksums are not JSON: {rest[:300]!r}") from exc
+    if lsn(point_lsn) is None or not isinstance(checked, dict):
+        raise CommandExecutionError(f"{where}: unexpected answer from the server: {out[:300]!r}")
+    # the segment holding the point is archived when it is full or switched
+    pg_move._psql(dsn, "SELECT pg_switch_wal();", **psql)  # pylint: disable=protected-access
+    return {"name": name, "lsn": point_lsn, "time": stamp, "database": database, "tables": checked}
+
+
+def _points_folder(stanza, directory, where: str) -> str:
+    base = directory or DEFAULT_POINTS_DIR
+    if not str(base).startswith("/"):
+        raise CommandExecutionError(f"{where}: directory must be an absolute path, not {base!r}")
+    return os.path.join(str(base), _check_stanza_name(stanza, where))
+
+
+def _valid_point(point, where: str) -> dict:
+    """A restore point as :func:`restore_point` returns it, in its JSON form."""
+    if not isinstance(point, dict):
+        raise CommandExecutionError(f"{where}: the point must be a dict as restore_point returns it, not {point!r}")
+    missing = [k for k in ("name", "lsn", "time", "tables") if k not in point]
+    if missing:
+        raise CommandExecutionError(f"{where}: the point lacks {', '.join(missing)} (give what restore_point returned)")
+    _check_point_name(point["name"], where)
+    if not isinstance(point["lsn"], str) or not _LSN_TEXT.match(point["lsn"]):
+        raise CommandExecutionError(f"{where}: the point's lsn {point['lsn']!r} is not an LSN such as 0/3000028")
+    if not isinstance(point["tables"], dict):
+        raise CommandExecutionError(f"{where}: the point's tables must be a dict of checksums")
+    return json.loads(json.dumps(point))
+
+
+def _read_point(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise CommandExecutionError(f"pgbackrest: cannot read the restore point {path}: {exc}") from exc
+
+
+def _owner(runas, where: str):
+    """(uid, gid) to give new files to, or None to leave them to the current user."""
+    if not runas or runas == pwd.getpwuid(os.geteuid()).pw_name:
+        return None
+    if os.geteuid() != 0:
+        raise CommandExecutionError(f"{where}: cannot give files to {runas}: not root")
+    try:
+        entry = pwd.getpwnam(runas)
+    except KeyError as exc:
+        raise CommandExecutionError(f"{where}: no user {runas} on this host") from exc
+    return entry.pw_uid, entry.pw_gid
+
+
+def _make_dirs(path: str, owner, mode: int) -> None:
+    """Create ``path`` and its missing parents, each with ``mode`` and ``owner``."""
+    missing = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    for folder in reversed(missing):
+        os.mkdir(folder, mode)
+        os.chmod(folder, mode)
+        if owner:
+            os.chown(folder, *owner)
+
+
+def record_restore_point(stanza, point, directory=None, runas=DEFAULT_RUNAS) -> dict:
+    """Keep a restore point on the backup host: ``<directory>/<stanza>/<name>.json``.
+
+    The file is owned by ``runas``, mode 0640, written whole (a temporary file
+    renamed). Recording the same point again changes nothing; another point of
+    the same name is refused (recovery would stop at the first of the two).
+
+    :param stanza: the stanza the point belongs to.
+    :param point: what :func:`restore_point` returned.
+    :param directory: folder of the stanzas' restore points.
+    :param runas: owner of the files and folders created.
+    :returns: ``{"path", "recorded": True (written) or False (already there), "point"}``.
+    :raises CommandExecutionError: a different point of the same name, a bad point, or a file error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.record_restore_point halite '{"name": "rp1", "lsn": "0/3000090", ...}'
+    """
+    where = "pgbackrest record_restore_point"
+    point = _valid_point(point, where)
+    folder = _points_folder(stanza, directory, where)
+    path = os.path.join(folder, point["name"] + ".json")
+    if os.path.exists(path):
+        old = _read_point(path)
+        if old == point:
+            return {"path": path, "recorded": False, "point": point}
+        raise CommandExecutionError(
+            f"{where}: {path} already holds another restore point {point['name']} (lsn {old.get('lsn')}, "
+            f"{old.get('time')}); names must be unique, as recovery stops at the first point of a name")
+    owner = _owner(runas, where)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        _make_dirs(folder, owner, 0o750)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(point, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o640)
+        if owner:
+            os.chown(tmp, *owner)
+        os.rename(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise CommandExecutionError(f"{where}: cannot write {path}: {exc}") from exc
+    return {"path": path, "recorded": True, "point": point}
+
+
+def restore_points(stanza, directory=None) -> dict:
+    """The restore points recorded for a stanza, oldest (lowest LSN) first.
+
+    :param stanza: the stanza.
+    :param directory: folder of the stanzas' restore points.
+    :returns: ``{name: point}`` (see :func:`restore_point`); empty when none is recorded.
+        It can be given as is as ``known_names`` to :func:`check_target`.
+    :raises CommandExecutionError: a file that cannot be read or is not a restore point.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.restore_points halite
+    """
+    where = "pgbackrest restore_points"
+    folder = _points_folder(stanza, directory, where)
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise CommandExecutionError(f"{where}: cannot list {folder}: {exc}") from exc
+    points = []
+    for file_name in names:
+        path = os.path.join(folder, file_name)
+        point = _valid_point(_read_point(path), f"{where}: {path}")
+        points.append(point)
+    points.sort(key=lambda p: (lsn(p["lsn"]), p["time"], p["name"]))
+    return {p["name"]: p for p in points}
+
+
+# ---------------------------------------------------------------------------
+# recovery targets
+# ---------------------------------------------------------------------------
+
+TARGET_KEYS = ("time", "lsn", "name", "latest")
+TARGET_ACTIONS = ("promote", "pause", "shutdown")
+_TIME_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?\s*(Z|[+-]\d{2}(?::?\d{2})?)$")
+_TIME_FORMATS = "ISO 8601 with an offset, e.g. 2026-11-30T08:15:00+00:00 or 2026-11-30 08:15:00+00"
+
+
+def parse_time(text) -> datetime.datetime:
+    """A time with an offset (ISO 8601 or PostgreSQL's style) as an aware datetime, or None if it is not one."""
+    m = _TIME_TEXT.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        return None
+    offset = m.group(8)
+    if offset == "Z":
+        zone = datetime.timezone.utc
+    else:
+        digits = offset[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:] or 0)
+        zone = datetime.timezone(datetime.timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+    try:
+        return datetime.datetime(*(int(m.group(i)) for i in range(1, 7)),
+                                 int(((m.group(7) or ".")[1:] + "000000")[:6]), tzinfo=zone)
+    except ValueError:
+        return None
+
+
+def _utc_text(moment) -> str:
+    """Epoch seconds or an aware datetime as ``2026-11-30 08:15:00+00`` (UTC, PostgreSQL's style)."""
+    if not isinstance(moment, datetime.datetime):
+        moment = datetime.datetime.fromtimestamp(moment, datetime.timezone.utc)
+    moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{moment.microsecond:06d}" if moment.microsecond else "") + "+00"
+
+
+def _parse_target(target, where: str):
+    """``(kind, value)``: the one key of a recovery target, checked and normalised."""
+    if not isinstance(target, dict):
+        raise CommandExecutionError(
+            f"{where}: the target must be a dict with one of {', '.join(TARGET_KEYS)}, not {target!r}")
+    unknown = sorted(str(k) for k in target if k not in TARGET_KEYS)
+    if unknown:
+        raise CommandExecutionError(
+            f"{where}: unknown target key {', '.join(unknown)}; a target has exactly one of {', '.join(TARGET_KEYS)}")
+    if len(target) != 1:
+        shown = " and ".join(target) if target else "none"
+        raise CommandExecutionError(
+            f"{where}: the target gives {shown}; a target has exactly one of {', '.join(TARGET_KEYS)}")
+    ((kind, value),) = target.items()
+    if kind == "time":
+        moment = parse_time(value)
+        if moment is None:
+            raise CommandExecutionError(f"{where}: target time {value!r} is not {_TIME_FORMATS}")
+        return kind, moment
+    if kind == "lsn":
+        if not isinstance(value, str) or not _LSN_TEXT.match(value.strip()):
+            raise CommandExecutionError(f"{where}: target lsn {value!r} is not an LSN such as 0/3000028")
+        return kind, lsn(value.strip())
+    if kind == "name":
+        return kind, _check_point_name(value, where)
+    if value is not True:
+        raise CommandExecutionError(f"{where}: target latest must be true, not {value!r}")
+    return kind, None
+
+
+def _known_lsns(known_names, where: str):
+    """``{name: lsn int or None}`` from a list of names or a dict name -> lsn (or -> point)."""
+    if isinstance(known_names, str):
+        known_names = [n.strip() for n in known_names.split(",") if n.strip()]
+    if isinstance(known_names, dict):
+        out = {}
+        for name, value in known_names.items():
+            text = value.get("lsn") if isinstance(value, dict) else value
+            if text is not None and lsn(text) is None:
+                raise CommandExecutionError(f"{where}: known restore point {name} has lsn {text!r}, not an LSN")
+            out[str(name)] = lsn(text) if text is not None else None
+        return out
+    if isinstance(known_names, (list, tuple, set)):
+        return {str(name): None for name in known_names}
+    raise CommandExecutionError(f"{where}: known_names must be a list of names or a dict name -> lsn")
+
+
+def _archive_end(record: dict, wal_segment_size: int):
+    """``(newest segment name, LSN just past it)`` of the current archive, or (None, None)."""
+    archive = _current_archive(record)
+    newest = archive["max"] if archive else None
+    if not newest or not _WAL_NAME.match(newest):
+        return None, None
+    return newest, (segment_number(newest, wal_segment_size) + 1) * int(wal_segment_size)
+
+
+def plan_target(record: dict, target, known_names=None, now=None, set=None,  # pylint: disable=redefined-builtin
+                wal_segment_size=WAL_SEGMENT_SIZE, archived_at=None) -> dict:
+    """Check a recovery target against a stanza record and choose the backup set (no I/O).
+
+    See :func:`check_target`; ``set`` forces a backup set, which must exist
+    and end at or before the target; ``archived_at`` is when the newest WAL
+    segment reached the archive (epoch seconds), see :func:`_wal_archived_at`.
+    """
+    where = f"pgbackrest check_target (stanza {record.get('name')})"
+    kind, value = _parse_target(target, where)
+    backups = record["backups"]
+    if not backups:
+        raise CommandExecutionError(f"{where}: the stanza has no backup yet, so nothing can be restored")
+    oldest = backups[0]
+    usable = list(backups)  # oldest first: the last one that fits is the set
+    out = {"type": "default" if kind == "latest" else kind, "target": None, "set": None}
+
+    def ending_by_lsn(limit: int, what: str):
+        known = [b for b in backups if lsn(b["lsn_stop"]) is not None]
+        if not known:
+            raise CommandExecutionError(f"{where}: the backups record no stop lsn (pgBackRest before 2.37)")
+        first = min(known, key=lambda b: lsn(b["lsn_stop"]))
+        if limit < lsn(first["lsn_stop"]):
+            raise CommandExecutionError(
+                f"{where}: {what} is before the end of the oldest backup {first['label']} (lsn {first['lsn_stop']}): "
+                f"the earliest lsn reachable is {first['lsn_stop']}")
+        newest, end = _archive_end(record, wal_segment_size)
+        if end is None:
+            raise CommandExecutionError(f"{where}: the WAL archive holds no segment yet, so {what} cannot be reached")
+        if limit >= end:
+            raise CommandExecutionError(
+                f"{where}: {what} is beyond the newest WAL in the archive (segment {newest}, which ends before "
+                f"lsn {_lsn_text(end)}); wait for archiving, or check it with pgbackrest.check")
+        return [b for b in known if lsn(b["lsn_stop"]) <= limit]
+
+    if kind == "time":
+        moment = value.timestamp()
+        clock = time.time() if now is None else now
+        if isinstance(clock, str):
+            parsed = parse_time(clock)
+            if parsed is None:
+                raise CommandExecutionError(f"{where}: now {clock!r} is not {_TIME_FORMATS}")
+            clock = parsed.timestamp()
+        elif isinstance(clock, datetime.datetime):
+            clock = clock.timestamp()
+        out["target"] = _utc_text(value)
+        if moment > float(clock):
+            raise CommandExecutionError(
+                f"{where}: target time {out['target']} is in the future (now is {_utc_text(float(clock))})")
+        if oldest["stop"] is None or moment < oldest["stop"]:
+            earliest = _utc_text(oldest["stop"]) if oldest["stop"] is not None else "unknown"
+            raise CommandExecutionError(
+                f"{where}: target time {out['target']} is before the end of the oldest backup {oldest['label']}: "
+                f"the earliest time reachable is {earliest}")
+        # recovery stops at the first commit after the target time: one must be in the archive
+        if archived_at is not None and moment >= archived_at:
+            newest, _end = _archive_end(record, wal_segment_size)
+            raise CommandExecutionError(
+                f"{where}: target time {out['target']} is after the newest WAL in the archive (segment {newest}, "
+                f"archived {_utc_text(archived_at)}), so recovery could not stop there; wait for archiving, "
+                "or check it with pgbackrest.check")
+        usable = [b for b in backups if b["stop"] is not None and b["stop"] <= moment]
+    elif kind == "lsn":
+        out["target"] = _lsn_text(value)
+        usable = ending_by_lsn(value, f"target lsn {out['target']}")
+    elif kind == "name":
+        out["target"] = value
+        if known_names is not None:
+            known = _known_lsns(known_names, where)
+            if value not in known:
+                raise CommandExecutionError(
+                    f"{where}: restore point {value} is not known; the known ones are "
+                    f"{', '.join(known) if known else '(none recorded)'}")
+            if known[value] is not None:
+                usable = ending_by_lsn(known[value], f"restore point {value} (lsn {_lsn_text(known[value])})")
+    if set is not None:
+        labels = [b["label"] for b in backups]
+        if set not in labels:
+            raise CommandExecutionError(
+                f"{where}: backup set {set} is not in the repository; the sets are {', '.join(labels)}")
+        if set not in [b["label"] for b in usable]:
+            raise CommandExecutionError(
+                f"{where}: backup set {set} ends after the target {out['target']}; sets that can reach it: "
+                f"{', '.join(b['label'] for b in usable)}")
+        out["set"] = set
+    else:
+        out["set"] = usable[-1]["label"]
+    return out
+
+
+def check_target(stanza, target, known_names=None, now=None, config=None, runas=DEFAULT_RUNAS,
+                 timeout=DEFAULT_TIMEOUT, wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
+    """Check that a recovery target can be reached, and choose the backup set for it.
+
+    Only reads (``pgbackrest info``, and for a time the listing of the newest
+    archived segment's folder): call it before anything is changed on any
+    host. ``target`` is a dict with exactly one key:
+
+    ``time``
+        ISO 8601 with an offset (``2026-11-30T08:15:00+00:00``) or
+        PostgreSQL's style (``2026-11-30 08:15:00+00``). Refused before the
+        end of the oldest backup (the message gives the earliest reachable
+        time), after ``now``, and after the newest WAL segment reached the
+        archive (recovery stops at the first commit after the target, which
+        must be archived). The set is the newest backup that ended by then.
+    ``lsn``
+        ``0/3000028``. Refused before the oldest backup's stop lsn, and beyond
+        the newest WAL segment in the archive. The set is the newest backup
+        whose stop lsn is at or before it.
+    ``name``
+        A restore point. With ``known_names`` it must be one of them; when
+        ``known_names`` maps names to LSNs (as :func:`restore_points` does) the
+        set is the newest backup that ended before the point, and a point
+        older than every backup or not yet archived is refused. Without
+        ``known_names`` (or with a list) the set is the newest backup.
+    ``latest``
+        ``true``: the end of the archived WAL, from the newest backup.
+
+    :param stanza: the stanza.
+    :param target: the dict described above.
+    :param known_names: restore point names: a list, or a dict name -> lsn (or -> point).
+    :param now: the current time (epoch seconds, a datetime or a time string); default the clock.
+    :param config: path of pgbackrest.conf, or None for pgBackRest's default.
+    :param runas: user that runs pgbackrest.
+    :param timeout: seconds.
+    :param wal_segment_size: PostgreSQL's WAL segment size, in bytes.
+    :returns: ``{"type": "time"|"lsn"|"name"|"default", "target": normalised text or None
+        (time in UTC, PostgreSQL's style), "set": backup label}``.
+    :raises CommandExecutionError: one sentence saying why the target cannot be reached or is malformed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.check_target halite '{"time": "2026-11-30 08:15:00+00"}'
+        salt-ssh backup-01 pgbackrest.check_target halite '{"name": "before-upgrade"}' known_names='[before-upgrade]'
+    """
+    return _plan(stanza, target, known_names, now, None, config, runas, timeout, wal_segment_size)
+
+
+def _wal_archived_at(record: dict, config, runas, timeout):
+    """When the newest segment of the current archive reached the repository (epoch seconds), or None.
+
+    Lists only that segment's folder (``pgbackrest repo-ls``; ``time`` is the file's).
+    """
+    archive = _current_archive(record)
+    newest = archive["max"] if archive else None
+    if not newest or not _WAL_NAME.match(newest):
+        return None
+    stanza = record["name"]
+    listing = _json("repo-ls", stanza, config, runas, timeout, (), (f"archive/{stanza}/{archive['id']}/{newest[:16]}",))
+    times = [meta.get("time") for path, meta in _dict(listing).items()
+             if path.startswith(newest + "-") and isinstance(_dict(meta).get("time"), int)]
+    return max(times) if times else None
+
+
+def _plan(stanza, target, known_names, now, set, config, runas, timeout,  # pylint: disable=redefined-builtin
+          wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
+    """:func:`plan_target` on the stanza as pgBackRest lists it now (None: the latest)."""
+    record = _one(stanza, config, runas, timeout)
+    target = {"latest": True} if target is None else target
+    archived_at = (_wal_archived_at(record, config, runas, timeout)
+                   if isinstance(target, dict) and "time" in target and record["backups"] else None)
+    return plan_target(record, target, known_names, now, set, wal_segment_size, archived_at)
+
+
+def restore(stanza, pg_path, target=None, set=None, delta=True, target_action="promote",  # pylint: disable=redefined-builtin
+            archive_mode=None, options=(), known_names=None, config=None, runas=DEFAULT_RUNAS,
+            timeout=BACKUP_TIMEOUT) -> dict:
+    """Restore a backup into ``pg_path`` and set up recovery to ``target`` (``pgbackrest restore``).
+
+    The target is checked first (:func:`check_target`), so an unreachable one
+    changes nothing. PostgreSQL must be stopped; start it afterwards and it
+    replays the WAL up to the target, then acts as ``target_action`` says.
+
+    :param stanza: the stanza.
+    :param pg_path: the data directory to restore into (``--pg1-path``).
+    :param target: see :func:`check_target`; None: the latest (``--type=default``,
+        the end of the archived WAL, no target action).
+    :param set: backup label to restore; default: the one :func:`check_target` chooses.
+    :param delta: ``--delta``: reuse the files already in ``pg_path`` that match
+        (used only when ``pg_path`` holds files).
+    :param target_action: ``promote``, ``pause`` or ``shutdown`` at the target.
+    :param archive_mode: None to keep the backup's, ``off`` so the restored
+        server archives nothing (a copy must not push WAL into the cluster's
+        archive), or ``preserve``.
+    :param options: more pgbackrest options, e.g. ``["--process-max=4"]``.
+    :param known_names: restore point names for a ``name`` target (see :func:`check_target`).
+    :param config: path of pgbackrest.conf, or None for pgBackRest's default.
+    :param runas: user that runs pgbackrest (it must be able to write ``pg_path``).
+    :param timeout: seconds the restore may take.
+    :returns: ``{"seconds", "set", "type", "target"}``.
+    :raises CommandExecutionError: an unreachable target, or pgBackRest's error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh db-01 pgbackrest.restore halite /var/lib/postgresql/15/main '{"time": "2026-11-30 08:15:00+00"}'
+    """
+    where = f"pgbackrest restore (stanza {stanza})"
+    if not isinstance(pg_path, str) or not pg_path.startswith("/"):
+        raise CommandExecutionError(f"{where}: pg_path must be an absolute path, not {pg_path!r}")
+    if target_action not in TARGET_ACTIONS:
+        raise CommandExecutionError(
+            f"{where}: target_action must be one of {', '.join(TARGET_ACTIONS)}, not {target_action!r}")
+    if archive_mode not in (None, "off", "preserve"):
+        raise CommandExecutionError(f"{where}: archive_mode must be off or preserve, not {archive_mode!r}")
+    if isinstance(options, str):
+        options = [options]
+    bad = [o for o in options if not str(o).startswith("--")]
+    if bad:
+        raise CommandExecutionError(f"{where}: options are pgbackrest options such as --process-max=4, not {bad}")
+    chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT)
+    argv = [f"--pg1-path={pg_path}"]
+    if delta and os.path.isdir(pg_path) and os.listdir(pg_path):
+        argv.append("--delta")
+    argv += [f"--set={chosen['set']}", f"--type={chosen['type']}"]
+    if chosen["target"] is not None:
+        argv += [f"--target={chosen['target']}", f"--target-action={target_action}"]
+    if archive_mode:
+        argv.append(f"--archive-mode={archive_mode}")
+    argv += [str(o) for o in options]
+    began = time.monotonic()
+    _run("restore", stanza, config, runas, timeout, argv)
+    return {"seconds": round(time.monotonic() - began, 3), "set": chosen["set"], "type": chosen["type"],
+            "target": chosen["target"]}
+
+
+# ---------------------------------------------------------------------------
+# the restore drill
+# ---------------------------------------------------------------------------
+
+DEFAULT_SCRATCH = "/var/lib/halite-drill"
+DRILL_PORT = 5499
+PG_BIN = "/usr/lib/postgresql/15/bin"
+#: The file the drill writes first into its folder; a folder without it is not removed.
+DRILL_CONFIG = "halite-drill.conf"
+#: pg_controldata's line -> the setting that must be at least as high on the copy.
+_CONTROL_MINIMUMS = {
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_wal_senders setting": "max_wal_senders",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
+#: Settings that keep the copy to itself; given on the command line too, so
+#: that an ALTER SYSTEM of the cluster (the restored postgresql.auto.conf,
+#: which PostgreSQL reads after the config file) cannot override them.
+_ISOLATION = ("listen_addresses", "port", "unix_socket_directories", "hba_file", "ident_file", "archive_mode",
+              "shared_preload_libraries", "ssl")
+#: Seconds between two looks while the copy recovers.
+DRILL_POLL = 0.2
+#: The server's answer to our own connection attempts while it recovers: not the reason it failed.
+_REFUSED = re.compile(r"FATAL: +the database system is (starting up|not accepting connections|shutting down)")
+
+
+def _as(runas, argv: list, where: str) -> list:
+    """``argv`` run as ``runas`` (through runuser when we are root)."""
+    if runas and runas != pwd.getpwuid(os.geteuid()).pw_name:
+        if os.geteuid() != 0:
+            raise CommandExecutionError(f"{where}: cannot run {os.path.basename(argv[0])} as {runas}: not root")
+        return ["runuser", "-u", runas, "--", *argv]
+    return argv
+
+
+def _tool(argv: list, runas, where: str, timeout: float = 120) -> str:
+    """Run a PostgreSQL program; its standard output, or CommandExecutionError with its message."""
+    try:
+        res = subprocess.run(_as(runas, argv, where), capture_output=True, text=True, errors="replace", cwd="/",
+                             env=dict(os.environ, LC_ALL="C"), timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise CommandExecutionError(f"{where}: {os.path.basename(argv[0])} gave no answer within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise CommandExecutionError(f"{where}: cannot run {argv[0]}: {exc}") from exc
+    if res.returncode != 0:
+        raise CommandExecutionError(
+            f"{where}: {os.path.basename(argv[0])} exited {res.returncode}: {(res.stderr or res.stdout).strip()}")
+    return res.stdout
+
+
+def _controldata(pg_bin: str, data: str, runas) -> dict:
+    """pg_controldata of a data directory: ``{label: value}``."""
+    out = _tool([os.path.join(pg_bin, "pg_controldata"), data], runas, "pg_controldata")
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines()) if v}
+
+
+def _conf_value(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _drill_settings(home: str, port: int, control: dict) -> dict:
+    """The copy's whole configuration: alone on a socket in ``home``, small, fast, archiving nothing.
+
+    Not the restored postgresql.conf: that one is Patroni's, for a database
+    host (its paths, ports, listen addresses, certificates, libraries).
+    """
+    settings = {
+        "listen_addresses": "",
+        "port": int(port),
+        "unix_socket_directories": home,
+        "hba_file": os.path.join(home, "pg_hba.conf"),
+        "ident_file": os.path.join(home, "pg_ident.conf"),
+        "archive_mode": "off",
+        "shared_preload_libraries": "",
+        "ssl": "off",
+        "cluster_name": "halite-drill",
+        "shared_buffers": "32MB",
+        # off: no connection before recovery ends, and no pause when a
+        # parameter change in the WAL asks for more than we set
+        "hot_standby": "off",
+        # a throwaway copy: no flushes, no 16 MiB of zeros per new WAL segment, few segments kept
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "wal_init_zero": "off",
+        "min_wal_size": "32MB",
+        "max_wal_size": "256MB",
+        "autovacuum": "off",
+        "jit": "off",
+        "logging_collector": "off",
+        "log_destination": "stderr",
+        "lc_messages": "C",
+        "timezone": "UTC",
+        "log_timezone": "UTC",
+    }
+    # recovery stops when one of these is lower than on the server that wrote the WAL
+    for label, name in _CONTROL_MINIMUMS.items():
+        if control.get(label, "").isdigit():
+            settings[name] = int(control[label])
+    return settings
+
+
+def _write_drill_files(home: str, settings: dict, user: str, owner) -> str:
+    """The copy's config, pg_hba.conf (local trust for ``user`` only) and pg_ident.conf; the config's path."""
+    files = {
+        DRILL_CONFIG: "# written by pgbackrest.drill: a restored copy, alone, on a Unix socket in this folder\n"
+                      + "".join(f"{k} = {_conf_value(v)}\n" for k, v in settings.items()),
+        "pg_hba.conf": f"local all {user} trust\n",
+        "pg_ident.conf": "",
+    }
+    for name, text in files.items():
+        path = os.path.join(home, name)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o600)
+        if owner:
+            os.chown(path, *owner)
+    return os.path.join(home, DRILL_CONFIG)
+
+
+def _log_excerpt(path: str, lines: int = 3) -> str:
+    """The last FATAL/PANIC/ERROR lines of a server log, else its last lines."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read().splitlines()
+    except OSError:
+        return "(no server log)"
+    bad = [t for t in text if re.search(r"\b(FATAL|PANIC|ERROR):", t) and not _REFUSED.search(t)]
+    return " | ".join((bad or text)[-lines:]) or "(empty server log)"
+
+
+def _running(data: str) -> bool:
+    """Whether the postmaster of ``data`` (its postmaster.pid) is alive."""
+    try:
+        with open(os.path.join(data, "postmaster.pid"), encoding="ascii", errors="replace") as fh:
+            pid = int(fh.readline())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _stop_server(pg_bin: str, data: str, runas, proc=None, modes=("fast", "immediate")) -> str:
+    """Stop the copy (fast, then immediate: ``modes``); a problem as a sentence, or ''."""
+    problem = ""
+    if _running(data):
+        for mode in modes:
+            try:
+                _tool([os.path.join(pg_bin, "pg_ctl"), "-D", data, "-m", mode, "-w", "-t", "60", "stop"], runas,
+                      "stopping the copy", timeout=90)
+                problem = ""
+                break
+            except CommandExecutionError as exc:
+                problem = str(exc)
+    if proc is not None:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+            problem = problem or "the copy's server did not stop within 30 s and was killed"
+    return problem
+
+
+def _folder_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _compare_tables(seen: dict, expected) -> tuple[dict, list]:
+    """Per table ``{"rows", "md5", "expected", "ok"}``, and the differences as sentences."""
+    tables, differences = {}, []
+    for name in sorted(set(seen) | set(expected or {})):
+        got, want = seen.get(name), (expected or {}).get(name)
+        entry = {"rows": got["rows"] if got else None, "md5": got["md5"] if got else None,
+                 "expected": want, "ok": True}
+        if expected is not None:
+            if got is None:
+                differences.append(f"{name}: missing from the restored database ({want['rows']} rows expected)")
+            elif want is None:
+                differences.append(f"{name}: in the restored database ({got['rows']} rows) but not expected")
+            elif got["rows"] != want["rows"]:
+                differences.append(f"{name}: {got['rows']} rows restored, {want['rows']} expected")
+            elif got["md5"] != want["md5"]:
+                differences.append(f"{name}: {got['rows']} rows as expected, but the contents differ (checksum)")
+            entry["ok"] = got is not None and want is not None and got == {"rows": want["rows"], "md5": want["md5"]}
+        tables[name] = entry
+    return tables, differences
+
+
+def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint: disable=redefined-builtin
+          scratch=DEFAULT_SCRATCH, port=DRILL_PORT, pg_bin=PG_BIN, known_names=None, config=None,
+          runas=DEFAULT_RUNAS, timeout=BACKUP_TIMEOUT, keep=False) -> dict:
+    """Prove that a backup restores: restore it into a scratch folder, start it alone, check it, remove it.
+
+    Runs where the repository is (the backup host) and touches no cluster:
+
+    1. checks the target (:func:`check_target`) and chooses the set;
+    2. removes a stale ``<scratch>/<stanza>`` of an earlier drill (only one
+       holding the drill's config file; its server is stopped first);
+    3. restores into ``<scratch>/<stanza>/data`` (``--archive-mode=off``: the
+       copy archives nothing; ``--target-action=promote``;
+       ``--reset-pg1-host``: restore runs here even when pgbackrest.conf
+       names the database host; tablespaces under the scratch folder);
+    4. starts PostgreSQL there with the drill's own config file (not the
+       restored postgresql.conf, which is Patroni's, for a database host):
+       no TCP (``listen_addresses=''``), a Unix socket in the scratch
+       folder, local trust for ``runas`` only, small shared_buffers, and the
+       ``max_*`` settings at least as high as pg_controldata says;
+    5. waits until recovery has ended, bounded by ``timeout``;
+    6. reads the checksums of ``database`` (``pg_move.checksums``) and
+       compares them with ``expected`` (the ``tables`` of a restore point),
+       table by table;
+    7. always stops the copy and removes the scratch folder (with ``keep``
+       the stopped copy and its config stay, to be inspected), on failure too.
+
+    :param stanza: the stanza.
+    :param target: see :func:`check_target`; None: the latest.
+    :param set: backup label to restore; default: the one :func:`check_target` chooses.
+    :param expected: ``{table: {"rows", "md5"}}``, the ``tables`` of a restore
+        point (a whole restore point is accepted too); None to only read them.
+    :param database: the database to checksum; None to check only that the copy recovers.
+    :param scratch: folder for the copy (``<scratch>/<stanza>``).
+    :param port: the copy's port (it names the socket file in the scratch folder only).
+    :param pg_bin: folder of the PostgreSQL server programs, of the cluster's major version.
+    :param known_names: restore point names for a ``name`` target (see :func:`check_target`).
+    :param config: path of pgbackrest.conf, or None for pgBackRest's default.
+    :param runas: user that runs pgbackrest and the copy's PostgreSQL.
+    :param timeout: seconds for the restore, and again for the recovery.
+    :param keep: keep the stopped copy in the scratch folder.
+    :returns: ``{"ok", "set", "type", "target", "restored_lsn" (pg_current_wal_lsn after
+        recovery), "replayed_lsn" (the last WAL record replayed), "database",
+        "tables": {table: {"rows", "md5", "expected", "ok"}}, "differences": [...],
+        "seconds": {"restore", "recovery", "check", "total"}, "size_bytes" (the
+        restored data directory), "kept": path or None}``.
+    :raises CommandExecutionError: ``restore drill: `` and the reason: an
+        unreachable target, pgBackRest's own error line (e.g. a damaged or
+        undecryptable backup file), the server's FATAL line when recovery fails.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.drill halite
+        salt-ssh backup-01 pgbackrest.drill halite '{"name": "before-upgrade"}' database=carsale expected='{...}'
+    """
+    began = time.monotonic()
+    try:
+        if expected is not None and not database:
+            raise CommandExecutionError("expected checksums need database= (the database they belong to)")
+        if isinstance(expected, dict) and isinstance(expected.get("tables"), dict) and "lsn" in expected:
+            expected = expected["tables"]  # a whole restore point
+        if expected is not None and not isinstance(expected, dict):
+            raise CommandExecutionError("expected must be the tables of a restore point: {table: {rows, md5}}")
+        if not isinstance(scratch, str) or not scratch.startswith("/") or os.path.normpath(scratch) == "/":
+            raise CommandExecutionError(f"scratch must be an absolute folder other than /, not {scratch!r}")
+        home = os.path.join(os.path.normpath(scratch), _check_stanza_name(stanza, "pgbackrest drill"))
+        data = os.path.join(home, "data")
+        owner = _owner(runas, "pgbackrest drill")
+        user = runas or pwd.getpwuid(os.geteuid()).pw_name  # the copy's only database user
+        chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT)
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"restore drill: {exc}") from exc
+
+    seconds = {"restore": None, "recovery": None, "check": None, "total": None}
+    report = {"ok": False, "set": chosen["set"], "type": chosen["type"], "target": chosen["target"],
+              "restored_lsn": None, "replayed_lsn": None, "database": database, "tables": {}, "differences": [],
+              "seconds": seconds, "size_bytes": None, "kept": None}
+    proc, ours = None, False  # ours: the folder is the drill's (its config is written), so it may be removed
+    try:
+        _clear_scratch(home, pg_bin, runas)
+        _make_dirs(os.path.normpath(scratch), owner, 0o750)
+        _make_dirs(home, owner, 0o700)
+        _write_drill_files(home, _drill_settings(home, port, {}), user, owner)
+        ours = True
+
+        step = time.monotonic()
+        restore(stanza, data, target=target, set=chosen["set"], delta=False, target_action="promote",
+                archive_mode="off", known_names=known_names, config=config, runas=runas, timeout=timeout,
+                options=("--reset-pg1-host", f"--tablespace-map-all={os.path.join(home, 'tablespaces')}"))
+        seconds["restore"] = round(time.monotonic() - step, 3)
+
+        settings = _drill_settings(home, port, _controldata(pg_bin, data, runas))
+        conf = _write_drill_files(home, settings, user, owner)
+        argv = [os.path.join(pg_bin, "postgres"), "-D", data, "-c", f"config_file={conf}"]
+        for name in _ISOLATION:
+            argv += ["-c", f"{name}={settings[name]}"]
+        step = time.monotonic()
+        log_path = os.path.join(home, "postgresql.log")
+        with open(log_path, "ab") as log_file:
+            os.chmod(log_path, 0o600)
+            if owner:
+                os.chown(log_path, *owner)
+            try:
+                proc = subprocess.Popen(_as(runas, argv, "starting the copy"), stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                        stdout=log_file, stderr=subprocess.STDOUT, cwd=home, start_new_session=True,
+                                        env=dict(os.environ, LC_ALL="C"))
+            except OSError as exc:
+                raise CommandExecutionError(f"cannot start {argv[0]}: {exc}") from exc
+        dsn = _local_dsn(home, port, "postgres", user)
+        psql = {"step": "drill", "server": "restored", "runas": runas, "module": "pgbackrest"}
+        deadline = time.monotonic() + float(timeout)
+        state, last = None, ""
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise CommandExecutionError(
+                    f"PostgreSQL stopped during recovery (exit {code}): {_log_excerpt(log_path)}")
+            try:
+                state = pg_move._json(dsn, (  # pylint: disable=protected-access
+                    "SELECT json_build_object('in_recovery', pg_is_in_recovery(), "
+                    "'lsn', CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
+                    "'replayed', pg_last_wal_replay_lsn()::text, "
+                    "'databases', (SELECT json_agg(datname) FROM pg_database WHERE datallowconn));"), **psql)
+            except CommandExecutionError as exc:
+                state, last = None, str(exc)
+            if state and not state["in_recovery"]:
+                break
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(
+                    f"recovery did not end within {float(timeout):.0f} s (last answer: {last or 'in recovery'}); "
+                    f"server log: {_log_excerpt(log_path)}")
+            time.sleep(DRILL_POLL)
+        seconds["recovery"] = round(time.monotonic() - step, 3)
+        report["restored_lsn"], report["replayed_lsn"] = state["lsn"], state["replayed"]
+
+        step = time.monotonic()
+        if database:
+            if database in (state["databases"] or []):
+                seen = pg_move.checksums(_local_dsn(home, port, database, user), runas)
+                report["tables"], report["differences"] = _compare_tables(seen, expected)
+            else:
+                report["differences"].append(f"database {database} is not in the restored copy")
+        seconds["check"] = round(time.monotonic() - step, 3)
+        report["size_bytes"] = _folder_size(data)
+        report["ok"] = not report["differences"]
+    except CommandExecutionError as exc:
+        cleanup = _end_drill(home, pg_bin, runas, proc, ours, keep)
+        raise CommandExecutionError(f"restore drill: {exc}" + (f"; {cleanup}" if cleanup else "")) from exc
+    except BaseException:
+        _end_drill(home, pg_bin, runas, proc, ours, keep)
+        raise
+    cleanup = _end_drill(home, pg_bin, runas, proc, ours, keep)
+    if cleanup:
+        raise CommandExecutionError(f"restore drill: {cleanup}")
+    report["kept"] = home if keep else None
+    seconds["total"] = round(time.monotonic() - began, 3)
+    return report
+
+
+def _clear_scratch(home: str, pg_bin: str, runas) -> None:
+    """Remove the copy of an earlier drill (stopping its server); refuse a folder the drill did not make."""
+    if not os.path.lexists(home):
+        return
+    if not os.path.isfile(os.path.join(home, DRILL_CONFIG)) and (not os.path.isdir(home) or os.listdir(home)):
+        raise CommandExecutionError(
+            f"{home} exists and is not a drill's copy (no {DRILL_CONFIG} in it): remove it yourself, or give "
+            "another scratch folder")
+    problem = _stop_server(pg_bin, os.path.join(home, "data"), runas, modes=("immediate",))
+    if problem:
+        raise CommandExecutionError(f"the server of an earlier drill in {home} does not stop: {problem}")
+    shutil.rmtree(home)
+
+
+def _end_drill(home: str, pg_bin: str, runas, proc, ours: bool, keep: bool) -> str:
+    """Stop the copy and (unless ``keep``) remove it; a problem as a sentence, or ''.
+
+    Nothing is touched in a folder the drill did not make (``ours`` False).
+    """
+    if not ours:
+        return ""
+    problems = []
+    try:
+        # a copy that is kept is shut down cleanly; one that is removed needs no shutdown checkpoint
+        problem = _stop_server(pg_bin, os.path.join(home, "data"), runas, proc,
+                               ("fast", "immediate") if keep else ("immediate",))
+        if problem:
+            problems.append(f"stopping the copy: {problem}")
+    except Exception as exc:  # pylint: disable=broad-except
+        problems.append(f"stopping the copy: {exc}")
+    if not keep:
+        try:
+            shutil.rmtree(home)
+        except OSError as exc:
+            problems.append(f"could not remove {home}: {exc}")
+    return "; ".join(problems)

@@ -205,6 +205,24 @@ def test_compare_names_the_differing_tables(servers):
     assert any(d.startswith("public.cars: 200 rows on the source, 0 on the target") for d in cmp["differences"])
 
 
+def test_checksums_are_the_numbers_compare_uses(servers):
+    every = pg_move.checksums(SOURCE)
+    assert every == {t: v["source"] for t, v in pg_move.compare(SOURCE, TARGET)["tables"].items()}
+    assert every["public.cars"]["rows"] == CARS and len(every["public.cars"]["md5"]) == 32
+    # named tables only, schema-qualified or bare (public)
+    assert pg_move.checksums(SOURCE, tables=["public.cars", "makes"]) == {
+        "public.cars": every["public.cars"], "public.makes": every["public.makes"]}
+    assert pg_move.checksums(SOURCE, tables="cars") == {"public.cars": every["public.cars"]}
+    # the target holds the schema only: same tables, no rows
+    assert pg_move.checksums(TARGET, tables=["cars"])["public.cars"]["rows"] == 0
+
+
+def test_checksums_of_an_unknown_table_names_the_known_ones(servers):
+    with pytest.raises(CommandExecutionError, match=r"pg_move checksums: no table public.nope in the database; "
+                                                    r"its tables are .*public.cars"):
+        pg_move.checksums(SOURCE, tables=["public.nope"])
+
+
 def test_failed_check_unfreezes_the_source_and_drops_the_subscription(servers, monkeypatch):
     real = pg_move.wait_caught_up
 

@@ -315,3 +315,288 @@ def test_health_check_failure_is_a_problem(run, now):
     assert seen["healthy"] is False and seen["checked"] is False
     assert seen["problems"] == ["pgbackrest check (stanza main) failed (exit 82): "
                                 "ERROR: [082]: WAL segment 000000010000000000000007 was not archived"]
+
+
+# ------------------------------------------------------------------ recovery targets (no pgBackRest)
+
+FULL_STOP = 1796014042  # 2026-11-30 04:47:22+00, lsn 0/3000050; the incr stops at 04:47:24+00, lsn 0/5000100
+WHERE = "pgbackrest check_target (stanza main): "
+
+
+@pytest.fixture
+def record():
+    """The stanza record of info-ok: a full and an incr backup, archive up to segment ...05 (lsn 0/6000000)."""
+    return pgbackrest.parse_info(json.loads(recorded("info-ok")), "main")[0]
+
+
+def plan(record, target, **kwargs):
+    kwargs.setdefault("now", INCR_STOP + 3600)
+    return pgbackrest.plan_target(record, target, **kwargs)
+
+
+def refused(record, target, **kwargs) -> str:
+    with pytest.raises(CommandExecutionError) as err:
+        plan(record, target, **kwargs)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("text, utc", [
+    ("2026-11-30T08:15:00+00:00", "2026-11-30 08:15:00+00"),
+    ("2026-11-30 08:15:00+00", "2026-11-30 08:15:00+00"),
+    ("2026-11-30 09:15:00.25+01", "2026-11-30 08:15:00.250000+00"),
+    ("2026-11-30T03:45:00-0430", "2026-11-30 08:15:00+00"),
+    ("2026-11-30T08:15:00Z", "2026-11-30 08:15:00+00"),
+])
+def test_time_formats(text, utc):
+    assert pgbackrest._utc_text(pgbackrest.parse_time(text)) == utc
+
+
+@pytest.mark.parametrize("text", ["2026-11-30 08:15:00", "2026-11-30", "30.11.2026 08:15+00", "2026-13-01 00:00:00+00",
+                                  "2026-11-30 08:15+00", 1796014042, None])
+def test_times_without_offset_or_malformed_are_refused(record, text):
+    assert refused(record, {"time": text}) == (
+        f"{WHERE}target time {text!r} is not ISO 8601 with an offset, e.g. 2026-11-30T08:15:00+00:00 "
+        "or 2026-11-30 08:15:00+00")
+
+
+def test_time_chooses_the_newest_backup_that_ended_by_then(record):
+    assert plan(record, {"time": "2026-11-30 04:47:22+00"}) == {
+        "type": "time", "target": "2026-11-30 04:47:22+00", "set": FULL_LABEL}
+    assert plan(record, {"time": "2026-11-30T05:47:23+01:00"})["set"] == FULL_LABEL
+    assert plan(record, {"time": "2026-11-30 04:47:24+00"})["set"] == INCR_LABEL
+
+
+def test_time_bounds(record):
+    assert refused(record, {"time": "2026-11-30 04:47:21.5+00"}) == (
+        f"{WHERE}target time 2026-11-30 04:47:21.500000+00 is before the end of the oldest backup {FULL_LABEL}: "
+        "the earliest time reachable is 2026-11-30 04:47:22+00")
+    assert refused(record, {"time": "2026-11-30 06:00:00+00"}, now="2026-11-30 05:00:00+00") == (
+        f"{WHERE}target time 2026-11-30 06:00:00+00 is in the future (now is 2026-11-30 05:00:00+00)")
+    assert refused(record, {"time": "2026-11-30 04:50:00+00"}, archived_at=INCR_STOP + 60) == (
+        f"{WHERE}target time 2026-11-30 04:50:00+00 is after the newest WAL in the archive "
+        "(segment 000000010000000000000005, archived 2026-11-30 04:48:24+00), so recovery could not stop there; "
+        "wait for archiving, or check it with pgbackrest.check")
+
+
+def test_lsn_chooses_the_newest_backup_that_ended_before_it(record):
+    assert plan(record, {"lsn": "0/3000050"}) == {"type": "lsn", "target": "0/3000050", "set": FULL_LABEL}
+    assert plan(record, {"lsn": "0/50000ff"}) == {"type": "lsn", "target": "0/50000FF", "set": FULL_LABEL}
+    assert plan(record, {"lsn": "0/5FFFFFF"})["set"] == INCR_LABEL
+
+
+def test_lsn_bounds(record):
+    assert refused(record, {"lsn": "0/300004F"}) == (
+        f"{WHERE}target lsn 0/300004F is before the end of the oldest backup {FULL_LABEL} (lsn 0/3000050): "
+        "the earliest lsn reachable is 0/3000050")
+    assert refused(record, {"lsn": "0/6000000"}) == (
+        f"{WHERE}target lsn 0/6000000 is beyond the newest WAL in the archive (segment 000000010000000000000005, "
+        "which ends before lsn 0/6000000); wait for archiving, or check it with pgbackrest.check")
+    assert refused(record, {"lsn": "3000050"}) == f"{WHERE}target lsn '3000050' is not an LSN such as 0/3000028"
+
+
+def test_names(record):
+    assert plan(record, {"name": "rp1"}) == {"type": "name", "target": "rp1", "set": INCR_LABEL}
+    assert plan(record, {"name": "rp1"}, known_names=["rp0", "rp1"])["set"] == INCR_LABEL
+    assert plan(record, {"name": "rp1"}, known_names={"rp1": "0/4000000"})["set"] == FULL_LABEL
+    # as restore_points returns them: name -> point
+    assert plan(record, {"name": "rp1"}, known_names={"rp1": {"name": "rp1", "lsn": "0/5000200"}})["set"] == INCR_LABEL
+    assert refused(record, {"name": "rp2"}, known_names={"rp0": "0/3000100", "rp1": "0/4000000"}) == (
+        f"{WHERE}restore point rp2 is not known; the known ones are rp0, rp1")
+    assert refused(record, {"name": "rp2"}, known_names=[]) == (
+        f"{WHERE}restore point rp2 is not known; the known ones are (none recorded)")
+    assert refused(record, {"name": "rp0"}, known_names={"rp0": "0/2000000"}) == (
+        f"{WHERE}restore point rp0 (lsn 0/2000000) is before the end of the oldest backup {FULL_LABEL} "
+        "(lsn 0/3000050): the earliest lsn reachable is 0/3000050")
+    assert refused(record, {"name": "rp0"}, known_names={"rp0": "0/7000000"}).startswith(
+        f"{WHERE}restore point rp0 (lsn 0/7000000) is beyond the newest WAL in the archive")
+    assert refused(record, {"name": "a b"}) == (
+        f"{WHERE}restore point name 'a b' must be 1 to 63 letters, digits, '.', '_' or '-'")
+
+
+def test_latest(record):
+    assert plan(record, {"latest": True}) == {"type": "default", "target": None, "set": INCR_LABEL}
+    assert refused(record, {"latest": "yes"}) == f"{WHERE}target latest must be true, not 'yes'"
+
+
+@pytest.mark.parametrize("target, message", [
+    ({}, "the target gives none; a target has exactly one of time, lsn, name, latest"),
+    ({"time": "2026-11-30 04:47:23+00", "lsn": "0/3000050"},
+     "the target gives time and lsn; a target has exactly one of time, lsn, name, latest"),
+    ({"xid": "1234"}, "unknown target key xid; a target has exactly one of time, lsn, name, latest"),
+    ("latest", "the target must be a dict with one of time, lsn, name, latest, not 'latest'"),
+])
+def test_malformed_targets(record, target, message):
+    assert refused(record, target) == WHERE + message
+
+
+def test_no_backup_no_target(record):
+    record["backups"] = []
+    assert refused(record, {"latest": True}) == f"{WHERE}the stanza has no backup yet, so nothing can be restored"
+
+
+def test_a_forced_set_must_reach_the_target(record):
+    assert plan(record, {"lsn": "0/5000100"}, set=FULL_LABEL)["set"] == FULL_LABEL
+    assert refused(record, {"lsn": "0/4000000"}, set=INCR_LABEL) == (
+        f"{WHERE}backup set {INCR_LABEL} ends after the target 0/4000000; sets that can reach it: {FULL_LABEL}")
+    assert refused(record, {"latest": True}, set="20250101-000000F") == (
+        f"{WHERE}backup set 20250101-000000F is not in the repository; the sets are {FULL_LABEL}, {INCR_LABEL}")
+
+
+def test_check_target_lists_the_newest_segment_only_for_a_time(run, now):
+    run.answers["repo-ls"] = (0, json.dumps({
+        ".": {"type": "path"},
+        "000000010000000000000005-fff751829656ca30bce24fda85e4a6f1729b5b25.lz4": {
+            "type": "file", "size": 1, "time": INCR_STOP + 5}}), "")
+    assert pgbackrest.check_target("main", {"lsn": "0/3000050"}, runas=None)["set"] == FULL_LABEL
+    assert [c for c in run.calls if "repo-ls" in c] == []
+    with pytest.raises(CommandExecutionError, match=r"is after the newest WAL in the archive \(segment "
+                                                    r"000000010000000000000005, archived 2026-11-30 04:47:29\+00\)"):
+        pgbackrest.check_target("main", {"time": "2026-11-30 04:47:30+00"}, runas=None)
+    assert run.calls[-1] == ["pgbackrest", "--stanza=main", "--output=json", "repo-ls",
+                             "archive/main/15-1/0000000100000000"]
+
+
+def test_restore_arguments(run, tmp_path):
+    run.answers["restore"] = (0, "", "")
+    done = pgbackrest.restore("main", str(tmp_path / "data"), target={"lsn": "0/4000000"}, archive_mode="off",
+                              options=["--process-max=2"], runas=None)
+    assert done["set"] == FULL_LABEL and (done["type"], done["target"]) == ("lsn", "0/4000000")
+    assert run.calls[-1] == ["pgbackrest", "--stanza=main", f"--pg1-path={tmp_path / 'data'}", f"--set={FULL_LABEL}",
+                             "--type=lsn", "--target=0/4000000", "--target-action=promote", "--archive-mode=off",
+                             "--process-max=2", "restore"]
+    # latest: no target, no action; --delta only where there are files to compare
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "PG_VERSION").write_text("15\n")
+    pgbackrest.restore("main", str(tmp_path / "data"), runas=None)
+    assert run.calls[-1] == ["pgbackrest", "--stanza=main", f"--pg1-path={tmp_path / 'data'}", "--delta",
+                             f"--set={INCR_LABEL}", "--type=default", "restore"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pg_path": "data"}, "pg_path must be an absolute path, not 'data'"),
+    ({"target_action": "stop"}, "target_action must be one of promote, pause, shutdown, not 'stop'"),
+    ({"archive_mode": "on"}, "archive_mode must be off or preserve, not 'on'"),
+    ({"options": ["-x"]}, "options are pgbackrest options such as --process-max=4, not ['-x']"),
+])
+def test_restore_refuses_bad_arguments(run, kwargs, message):
+    kwargs = dict({"pg_path": "/srv/pg"}, **kwargs)
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.restore("main", runas=None, **kwargs)
+    assert str(err.value) == "pgbackrest restore (stanza main): " + message
+    assert run.calls == []
+
+
+# ------------------------------------------------------------------ restore points (no PostgreSQL)
+
+@pytest.mark.parametrize("name", ["", "a" * 64, "a b", "rp/1", "rp'1", None])
+def test_restore_point_names(name):
+    with pytest.raises(CommandExecutionError, match=r"restore point name .* must be 1 to 63 letters, digits"):
+        pgbackrest.restore_point(name, "carsale")
+
+
+def test_restore_point_refuses_a_replica(monkeypatch):
+    asked = []
+
+    def fake_json(dsn, sql, **kwargs):
+        asked.append((dsn, sql))
+        return True  # pg_is_in_recovery()
+
+    monkeypatch.setattr(pgbackrest.pg_move, "_json", fake_json)
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.restore_point("rp1", "carsale", runas="postgres", host="/run/postgresql", port=5433)
+    assert str(err.value) == ("pgbackrest restore_point rp1: the server at /run/postgresql port 5433 is a replica "
+                              "(in recovery); make restore points on the primary")
+    assert asked == [("host=/run/postgresql port=5433 dbname=carsale user=postgres",
+                      "SELECT to_json(pg_is_in_recovery());")]
+
+
+def test_restore_point_lock_timeout_must_be_positive():
+    with pytest.raises(CommandExecutionError, match=r"lock_timeout must be a positive number of seconds, not 0"):
+        pgbackrest.restore_point("rp1", "carsale", lock_timeout=0)
+
+
+POINT = {"name": "rp1", "lsn": "0/3000090", "time": "2026-11-30T08:15:00.123456+00:00", "database": "carsale",
+         "tables": {"public.cars": {"rows": 3, "md5": "0" * 32}}}
+
+
+def test_record_and_read_restore_points(tmp_path):
+    me = pgbackrest.pwd.getpwuid(pgbackrest.os.geteuid()).pw_name
+    second = dict(POINT, name="rp0", lsn="0/2000000")
+    assert pgbackrest.record_restore_point("main", POINT, directory=str(tmp_path), runas=me)["recorded"] is True
+    assert pgbackrest.record_restore_point("main", second, directory=str(tmp_path), runas=me)["recorded"] is True
+    assert list(pgbackrest.restore_points("main", directory=str(tmp_path))) == ["rp0", "rp1"]  # by lsn
+    assert pgbackrest.restore_points("main", directory=str(tmp_path))["rp1"] == POINT
+    assert sorted(p.name for p in (tmp_path / "main").iterdir()) == ["rp0.json", "rp1.json"]
+
+
+@pytest.mark.parametrize("point, message", [
+    ("rp1", "the point must be a dict as restore_point returns it, not 'rp1'"),
+    ({"name": "rp1"}, "the point lacks lsn, time, tables (give what restore_point returned)"),
+    (dict(POINT, lsn="3000090"), "the point's lsn '3000090' is not an LSN such as 0/3000028"),
+    (dict(POINT, name="../x"), "restore point name '../x' must be 1 to 63 letters, digits, '.', '_' or '-'"),
+])
+def test_record_refuses_what_is_not_a_restore_point(tmp_path, point, message):
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.record_restore_point("main", point, directory=str(tmp_path), runas=None)
+    assert str(err.value) == "pgbackrest record_restore_point: " + message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restore_points_folder_must_be_absolute_and_the_stanza_plain():
+    with pytest.raises(CommandExecutionError, match=r"directory must be an absolute path, not 'points'"):
+        pgbackrest.restore_points("main", directory="points")
+    with pytest.raises(CommandExecutionError, match=r"stanza name '\.\./main' must be letters, digits"):
+        pgbackrest.restore_points("../main", directory="/tmp")
+
+
+def test_a_damaged_restore_point_file_is_named(tmp_path):
+    (tmp_path / "main").mkdir()
+    (tmp_path / "main" / "rp1.json").write_text("{not json")
+    with pytest.raises(CommandExecutionError, match=r"cannot read the restore point .*/main/rp1.json"):
+        pgbackrest.restore_points("main", directory=str(tmp_path))
+
+
+# ------------------------------------------------------------------ the drill's pieces (no PostgreSQL)
+
+def test_drill_settings_follow_the_control_file():
+    control = {"max_connections setting": "300", "max_locks_per_xact setting": "128",
+               "max_prepared_xacts setting": "0", "max_worker_processes setting": "8", "max_wal_senders setting": "10"}
+    settings = pgbackrest._drill_settings("/var/lib/halite-drill/main", 5499, control)
+    assert settings["listen_addresses"] == "" and settings["port"] == 5499
+    assert settings["unix_socket_directories"] == "/var/lib/halite-drill/main"
+    assert settings["archive_mode"] == "off" and settings["hot_standby"] == "off"
+    assert (settings["max_connections"], settings["max_locks_per_transaction"], settings["max_prepared_transactions"],
+            settings["max_worker_processes"], settings["max_wal_senders"]) == (300, 128, 0, 8, 10)
+    assert set(pgbackrest._ISOLATION) <= set(settings)
+
+
+def test_drill_compares_table_by_table():
+    seen = {"public.a": {"rows": 1, "md5": "x"}, "public.b": {"rows": 2, "md5": "y"}, "public.c": {"rows": 3, "md5": "z"}}
+    expected = {"public.a": {"rows": 1, "md5": "x"}, "public.b": {"rows": 2, "md5": "other"},
+                "public.d": {"rows": 4, "md5": "w"}}
+    tables, differences = pgbackrest._compare_tables(seen, expected)
+    assert {t: v["ok"] for t, v in tables.items()} == {"public.a": True, "public.b": False, "public.c": False,
+                                                         "public.d": False}
+    assert differences == ["public.b: 2 rows as expected, but the contents differ (checksum)",
+                           "public.c: in the restored database (3 rows) but not expected",
+                           "public.d: missing from the restored database (4 rows expected)"]
+    tables, differences = pgbackrest._compare_tables(seen, None)
+    assert differences == [] and all(v["ok"] and v["expected"] is None for v in tables.values())
+
+
+def test_drill_refuses_a_folder_it_did_not_make(run, tmp_path):
+    foreign = tmp_path / "main"
+    foreign.mkdir()
+    (foreign / "PG_VERSION").write_text("15\n")
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.drill("main", scratch=str(tmp_path), runas=None)
+    assert str(err.value) == (f"restore drill: {foreign} exists and is not a drill's copy (no halite-drill.conf in it): "
+                              "remove it yourself, or give another scratch folder")
+    assert (foreign / "PG_VERSION").exists()
+    assert not [c for c in run.calls if "restore" in c]
+
+
+def test_drill_needs_the_database_of_the_expected_checksums(run):
+    with pytest.raises(CommandExecutionError, match=r"^restore drill: expected checksums need database="):
+        pgbackrest.drill("main", expected={"public.cars": {"rows": 1, "md5": "x"}}, runas=None)
+    assert run.calls == []

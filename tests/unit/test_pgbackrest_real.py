@@ -6,6 +6,12 @@ pgbackrest archive-push``, makes an encrypted local repository
 ``stanza-create``, a full backup, some writes and a WAL switch, and an
 incremental backup. The module's functions then read that repository. About
 ten seconds; skipped where pgBackRest or the PostgreSQL 15 binaries are missing.
+
+The second fixture, ``point``, adds a database with two tables, a full backup
+by ``pgbackrest.backup``, a restore point between two batches of rows, a
+dropped table and an incremental backup; the tests then check recovery
+targets, restore into a fresh folder and run the restore drill (also on a
+damaged copy of the repository). The whole file takes about half a minute.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 import backup_health
+import pg_move
 import pgbackrest
 from conftest import salt_utils
 
@@ -32,6 +39,9 @@ PG_BIN = Path(os.environ.get("HALITE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin")
 STANZA = "halite"
 #: pgbackrest and PostgreSQL run as postgres when the tests run as root.
 RUNAS = "postgres" if os.geteuid() == 0 else None
+#: In memory where there is a tmpfs: the backups, restores and drills write some hundred MB, which
+#: took 2 s on an idle disk and over 10 s on a busy one.
+SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
 
 
 def as_runas(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -73,9 +83,9 @@ def write_config(base: Path, name: str, repo: Path, port: int, passphrase: str) 
     return path
 
 
-def psql(base: Path, port: int, query: str) -> str:
-    return as_runas("psql", "-X", "-q", "-A", "-t", "-h", str(base), "-p", str(port), "-U", "postgres",
-                    "-d", "postgres", "-c", query).stdout.strip()
+def psql(base: Path, port: int, query: str, db: str = "postgres") -> str:
+    return as_runas("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(base), "-p", str(port),
+                    "-U", "postgres", "-d", db, "-c", query).stdout.strip()
 
 
 def stop_postgres(data: Path) -> None:
@@ -88,12 +98,15 @@ def stop_postgres(data: Path) -> None:
         os.kill(pid, signal.SIGQUIT)
     except ProcessLookupError:
         return
-    for _ in range(100):
+    for _ in range(200):
+        # the postmaster removes its pid file as it exits; its process may linger a while as a zombie
+        if not (data / "postmaster.pid").exists():
+            return
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
 
 
@@ -102,7 +115,7 @@ def repo():
     """A stanza with a full and an incremental backup: ``{"base", "config", "port", "passphrase"}``."""
     if shutil.which("pgbackrest") is None or not (PG_BIN / "initdb").exists() or shutil.which("psql") is None:
         pytest.skip(f"pgbackrest, psql or the PostgreSQL 15 server binaries ({PG_BIN}) not found")
-    base = Path(tempfile.mkdtemp(prefix="halite-pgbackrest-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="halite-pgbackrest-", dir=SCRATCH))
     if RUNAS:
         pw = pwd.getpwnam(RUNAS)
         os.chown(base, pw.pw_uid, pw.pw_gid)
@@ -248,3 +261,260 @@ def test_the_gate_passes_on_the_real_repository(repo):
         ret = backup_health.fresh("backup-fresh", STANZA, max_age=600, timeout=0, config=repo["config"], runas=RUNAS)
     assert ret["result"] is True, ret["comment"]
     assert "pgbackrest check ok" in ret["comment"]
+
+
+# ---------------------------------------------------------------- restore points, restore, the drill
+
+SHOP = "shop"
+
+
+@pytest.fixture(scope="module")
+def point(repo):
+    """After the backups above: a database ``shop``, a full backup by ``pgbackrest.backup``, 500 more
+    cars (in the WAL only), the restore point rp1, 500 more cars, table ``sold`` dropped, an incremental
+    backup (after rp1, so not the set for it).
+
+    ``{"full", "incr", "point", "points_dir"}``.
+    """
+    base, port, config = repo["base"], repo["port"], repo["config"]
+
+    def shop(query):
+        return psql(base, port, query, db=SHOP)
+
+    psql(base, port, f"CREATE DATABASE {SHOP}")
+    shop("CREATE TABLE cars (id int PRIMARY KEY, plate text NOT NULL, added timestamptz DEFAULT now());"
+         "CREATE TABLE sold (id int PRIMARY KEY, car int NOT NULL, price numeric(10, 2));"
+         "INSERT INTO cars (id, plate) SELECT g, 'HL-' || g FROM generate_series(1, 1000) g;"
+         "INSERT INTO sold SELECT g, g, g * 10.5 FROM generate_series(1, 100) g")
+    full = pgbackrest.backup(STANZA, "full", config=config, runas=RUNAS)
+    shop("INSERT INTO cars (id, plate) SELECT g, 'HL-' || g FROM generate_series(1001, 1500) g")
+    rp1 = pgbackrest.restore_point("rp1", SHOP, runas="postgres", host=str(base), port=port)
+    shop("INSERT INTO cars (id, plate) SELECT g, 'HL-' || g FROM generate_series(1501, 2000) g")
+    shop("DROP TABLE sold")
+    incr = pgbackrest.backup(STANZA, "incr", config=config, runas=RUNAS)
+    points_dir = base / "points"
+    return {"full": full, "incr": incr, "point": rp1, "points_dir": str(points_dir)}
+
+
+def known(point) -> dict:
+    return {"rp1": point["point"]["lsn"]}
+
+
+def start_copy(data: Path, socket_dir: Path, port: int) -> None:
+    """Start a restored data directory on its own socket (its postgresql.conf is the fixture's)."""
+    as_runas(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(socket_dir / "copy.log"), "-w", "-t", "60", "-o",
+             f"-c port={port} -c unix_socket_directories={socket_dir} -c archive_mode=off", "start")
+    for _ in range(300):
+        if psql(socket_dir, port, "SELECT pg_is_in_recovery()") == "f":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{data} did not leave recovery: {(socket_dir / 'copy.log').read_text()[-2000:]}")
+
+
+def test_backup_returns_the_new_backup(repo, point):
+    full, incr = point["full"], point["incr"]
+    assert full["type"] == "full" and full["label"].endswith("F") and full["seconds"] > 0
+    assert incr["type"] == "incr" and incr["prior"] == full["label"] and incr["seconds"] > 0
+    newest = pgbackrest.last_backup(STANZA, config=repo["config"], runas=RUNAS)
+    assert {k: v for k, v in incr.items() if k != "seconds"} == newest
+    with pytest.raises(CommandExecutionError, match=r"pgbackrest backup: type must be one of full, diff, incr, not 'weekly'"):
+        pgbackrest.backup(STANZA, "weekly", config=repo["config"], runas=RUNAS)
+
+
+def test_stanza_create_is_idempotent(repo):
+    assert pgbackrest.stanza_create(STANZA, config=repo["config"], runas=RUNAS) is True
+
+
+def test_restore_point_holds_the_checksums_at_the_point(point):
+    rp1, full, incr = point["point"], point["full"], point["incr"]
+    assert set(rp1) == {"name", "lsn", "time", "database", "tables"}
+    assert rp1["name"] == "rp1" and rp1["database"] == SHOP
+    assert lsn(full["lsn_stop"]) < lsn(rp1["lsn"]) < lsn(incr["lsn_start"])
+    stamp = pgbackrest.parse_time(rp1["time"])
+    assert rp1["time"].endswith("+00:00") and full["stop"] - 1 <= stamp.timestamp() <= incr["start"] + 1
+    assert set(rp1["tables"]) == {"public.cars", "public.sold"}
+    assert rp1["tables"]["public.cars"]["rows"] == 1500 and rp1["tables"]["public.sold"]["rows"] == 100
+    assert all(len(t["md5"]) == 32 for t in rp1["tables"].values())
+
+
+def test_restore_point_gives_up_on_a_held_lock(repo, point):
+    base, port = repo["base"], repo["port"]
+    holder = subprocess.Popen(
+        (("runuser", "-u", RUNAS, "--") if RUNAS else ()) + (
+            "psql", "-X", "-q", "-h", str(base), "-p", str(port), "-U", "postgres", "-d", SHOP, "-c",
+            "BEGIN; INSERT INTO cars (id, plate) VALUES (-1, 'held'); SELECT pg_sleep(30)"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if psql(base, port, "SELECT count(*) FROM pg_locks WHERE relation = 'cars'::regclass "
+                                "AND mode = 'RowExclusiveLock'", db=SHOP) != "0":
+                break
+            time.sleep(0.05)
+        with pytest.raises(CommandExecutionError) as err:
+            pgbackrest.restore_point("rp-locked", SHOP, runas="postgres", host=str(base), port=port, lock_timeout=0.3)
+        assert str(err.value).startswith(
+            f"pgbackrest restore_point rp-locked: could not lock the tables of {SHOP} within 0.3 s: another session "
+            "holds a conflicting lock"), err.value
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_restore_points_are_recorded_once(point):
+    rp1, folder = point["point"], point["points_dir"]
+    written = pgbackrest.record_restore_point(STANZA, rp1, directory=folder, runas=RUNAS)
+    path = Path(folder) / STANZA / "rp1.json"
+    assert written == {"path": str(path), "recorded": True, "point": rp1}
+    info = path.stat()
+    assert oct(info.st_mode & 0o777) == "0o640"
+    if RUNAS:
+        assert pwd.getpwuid(info.st_uid).pw_name == RUNAS
+        assert pwd.getpwuid((Path(folder) / STANZA).stat().st_uid).pw_name == RUNAS
+    # the same point again changes nothing; another point of that name is refused
+    assert pgbackrest.record_restore_point(STANZA, rp1, directory=folder, runas=RUNAS)["recorded"] is False
+    other = dict(rp1, lsn="0/1")
+    with pytest.raises(CommandExecutionError, match=r"already holds another restore point rp1 \(lsn " + rp1["lsn"]):
+        pgbackrest.record_restore_point(STANZA, other, directory=folder, runas=RUNAS)
+    assert pgbackrest.restore_points(STANZA, directory=folder) == {"rp1": rp1}
+    assert pgbackrest.restore_points("other", directory=folder) == {}
+
+
+def test_check_target_chooses_the_set(repo, point):
+    full, incr = point["full"]["label"], point["incr"]["label"]
+
+    def check(target, names=None):
+        return pgbackrest.check_target(STANZA, target, known_names=names, config=repo["config"], runas=RUNAS)
+
+    # rp1 lies between the full and the incremental backup: only the full one reaches it
+    assert check({"name": "rp1"}, known(point)) == {"type": "name", "target": "rp1", "set": full}
+    points = pgbackrest.restore_points(STANZA, directory=point["points_dir"]) or {"rp1": point["point"]}
+    assert check({"name": "rp1"}, points)["set"] == full
+    # without its lsn, the newest set
+    assert check({"name": "rp1"}, ["rp1"]) == {"type": "name", "target": "rp1", "set": incr}
+    assert check({"latest": True}) == {"type": "default", "target": None, "set": incr}
+    assert check({"lsn": point["point"]["lsn"]}) == {"type": "lsn", "target": point["point"]["lsn"], "set": full}
+    stop = point["full"]["stop"]
+    assert check({"time": pgbackrest._utc_text(stop)})["set"] == full
+
+
+def test_check_target_refuses_unreachable_targets(repo, point):
+    stanza = pgbackrest.info(STANZA, config=repo["config"], runas=RUNAS)[0]
+    oldest = stanza["backups"][0]
+    earliest = pgbackrest._utc_text(oldest["stop"])
+
+    def refused(target, names=None):
+        with pytest.raises(CommandExecutionError) as err:
+            pgbackrest.check_target(STANZA, target, known_names=names, config=repo["config"], runas=RUNAS)
+        return str(err.value)
+
+    where = "pgbackrest check_target (stanza halite): "
+    assert refused({"time": "2020-01-01T00:00:00+00:00"}) == (
+        f"{where}target time 2020-01-01 00:00:00+00 is before the end of the oldest backup {oldest['label']}: "
+        f"the earliest time reachable is {earliest}")
+    assert refused({"time": "2099-06-01 12:00:00+02"}).startswith(
+        f"{where}target time 2099-06-01 10:00:00+00 is in the future (now is ")
+    # after the newest archived segment: no commit after it to stop at
+    msg = refused({"time": pgbackrest._utc_text(time.time())})
+    assert msg.startswith(f"{where}target time ") and "is after the newest WAL in the archive (segment " in msg
+    assert refused({"name": "rp9"}, known(point)) == (
+        f"{where}restore point rp9 is not known; the known ones are rp1")
+    assert refused({"name": "rp1", "latest": True}) == (
+        f"{where}the target gives name and latest; a target has exactly one of time, lsn, name, latest")
+    assert refused({"lsn": "0/XYZ"}) == f"{where}target lsn '0/XYZ' is not an LSN such as 0/3000028"
+    assert refused({"lsn": "0/10"}) == (
+        f"{where}target lsn 0/10 is before the end of the oldest backup {oldest['label']} "
+        f"(lsn {oldest['lsn_stop']}): the earliest lsn reachable is {oldest['lsn_stop']}")
+    assert refused({"lsn": "FF/0"}).startswith(f"{where}target lsn FF/0 is beyond the newest WAL in the archive")
+
+
+def test_drill_restores_the_restore_point(repo, point):
+    scratch = repo["base"] / "drill"
+    rp1 = point["point"]
+    seen = pgbackrest.drill(STANZA, target={"name": "rp1"}, known_names=known(point), expected=rp1["tables"],
+                            database=SHOP, scratch=str(scratch), config=repo["config"], runas=RUNAS, timeout=120)
+    assert seen["differences"] == [] and seen["ok"] is True, seen
+    assert (seen["set"], seen["type"], seen["target"]) == (point["full"]["label"], "name", "rp1")
+    # the rows added before the point (after the backup, so from the WAL) are there; those after it are not;
+    # the table dropped after the point is there
+    assert seen["tables"]["public.cars"] == {"rows": 1500, "md5": rp1["tables"]["public.cars"]["md5"],
+                                             "expected": rp1["tables"]["public.cars"], "ok": True}
+    assert seen["tables"]["public.sold"]["rows"] == 100 and seen["tables"]["public.sold"]["ok"] is True
+    assert lsn(seen["replayed_lsn"]) >= lsn(rp1["lsn"]) and lsn(seen["restored_lsn"]) > lsn(rp1["lsn"])
+    assert seen["size_bytes"] > 10 * 1024 * 1024
+    assert all(seen["seconds"][k] > 0 for k in ("restore", "recovery", "check", "total"))
+    assert seen["kept"] is None
+    # the copy is gone, its server stopped; the scratch folder stays
+    assert scratch.is_dir() and list(scratch.iterdir()) == []
+    assert psql(repo["base"], repo["port"], "SELECT count(*) FROM cars", db=SHOP) == "2000"
+
+
+def test_drill_of_a_set_newer_than_the_point_fails_with_the_servers_reason(repo, point):
+    """Given only the name, the newest set is restored: it ends after rp1, so recovery never reaches it."""
+    scratch = repo["base"] / "drill"
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.drill(STANZA, target={"name": "rp1"}, known_names=["rp1"], database=SHOP, scratch=str(scratch),
+                         config=repo["config"], runas=RUNAS, timeout=120)
+    msg = str(err.value)
+    assert msg.startswith("restore drill: PostgreSQL stopped during recovery (exit 1): "), msg
+    assert msg.endswith("FATAL:  recovery ended before configured recovery target was reached"), msg
+    assert list(scratch.iterdir()) == []
+
+
+def test_restore_into_a_fresh_directory(repo, point):
+    base = repo["base"]
+    home = base / "restored"
+    home.mkdir()
+    if RUNAS:
+        shutil.chown(home, RUNAS, RUNAS)
+    data = home / "data"
+    done = pgbackrest.restore(STANZA, str(data), target={"name": "rp1"}, known_names=known(point),
+                              archive_mode="off", config=repo["config"], runas=RUNAS)
+    assert (done["set"], done["type"], done["target"]) == (point["full"]["label"], "name", "rp1")
+    assert done["seconds"] > 0
+    auto = (data / "postgresql.auto.conf").read_text()
+    assert "recovery_target_name = 'rp1'" in auto and "recovery_target_action = 'promote'" in auto
+    assert "archive_mode = 'off'" in auto
+    port = free_port()
+    try:
+        start_copy(data, home, port)
+        assert psql(home, port, "SELECT count(*) FROM cars", db=SHOP) == "1500"
+        assert psql(home, port, "SELECT count(*) FROM sold", db=SHOP) == "100"
+        dsn = f"host={home} port={port} dbname={SHOP} user=postgres"
+        assert pg_move.checksums(dsn, runas=RUNAS) == point["point"]["tables"]
+    finally:
+        stop_postgres(data)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_restore_refuses_before_changing_anything(repo, point):
+    target = repo["base"] / "never"
+    with pytest.raises(CommandExecutionError, match="restore point rp9 is not known"):
+        pgbackrest.restore(STANZA, str(target), target={"name": "rp9"}, known_names=known(point),
+                           config=repo["config"], runas=RUNAS)
+    assert not target.exists()
+
+
+def test_drill_of_a_damaged_backup_fails_with_pgbackrests_error(repo, point):
+    """A copy of the repository where a file of the newest backup has 64 bytes overwritten."""
+    base = repo["base"]
+    copy = base / "repo-damaged"
+    as_runas("cp", "-a", str(base / "repo"), str(copy))
+    config = write_config(base, "damaged.conf", copy, repo["port"], repo["passphrase"])
+    with open(config, "a") as fh:
+        fh.write("job-retry=0\n")  # pgBackRest would try the file again after 15 s
+    if RUNAS:
+        shutil.chown(config, RUNAS, RUNAS)
+    files = [p for p in (copy / "backup" / STANZA / point["incr"]["label"] / "pg_data").rglob("*") if p.is_file()]
+    victim = max(files, key=lambda p: p.stat().st_size)
+    size = victim.stat().st_size
+    assert size > 1024
+    with open(victim, "r+b") as fh:
+        fh.seek(size // 2)
+        fh.write(b"\0" * 64)
+    scratch = base / "drill"
+    with pytest.raises(CommandExecutionError) as err:
+        pgbackrest.drill(STANZA, scratch=str(scratch), config=str(config), runas=RUNAS, timeout=120)
+    msg = str(err.value)
+    assert msg.startswith("restore drill: pgbackrest restore (stanza halite) failed (exit "), msg
+    assert "ERROR: [" in msg, msg
+    assert list(scratch.iterdir()) == []
