@@ -241,7 +241,7 @@ SELECT coalesce(json_agg(json_build_object(
        ORDER BY n.nspname, c.relname), '[]')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND c.relpersistence = 'p'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%';
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'halite') AND n.nspname NOT LIKE 'pg\_%';
 """
 
 

@@ -8,8 +8,8 @@ restore drill.
 * Backing up: :func:`stanza_create`, :func:`backup`.
 * Restore points: :func:`restore_point` (on the primary: a named point in
   the WAL and the checksums of every table at that point),
-  :func:`record_restore_point` and :func:`restore_points` (kept on the
-  backup host).
+  kept with the cluster in ``halite.restore_points`` (:func:`restore_points`
+  reads them, from any member).
 * Recovering: :func:`check_target` (refuses an unreachable target before
   anything changes), :func:`restore`, and :func:`drill` (restores into a
   scratch folder, starts it alone, compares the checksums, removes it).
@@ -674,8 +674,6 @@ def backup(stanza, type="incr", config=None, runas=DEFAULT_RUNAS,  # pylint: dis
 # restore points
 # ---------------------------------------------------------------------------
 
-#: Where :func:`record_restore_point` keeps restore points on the backup host.
-DEFAULT_POINTS_DIR = "/var/lib/pgbackrest/halite-restore-points"
 #: pg_create_restore_point takes up to 63 characters (MAXFNAMELEN - 1); we also keep them file-name safe.
 _POINT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 _STANZA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -705,7 +703,7 @@ def _local_dsn(host, port, database, user) -> str:
                     for key, value in (("host", host), ("port", port), ("dbname", database), ("user", user)))
 
 
-def _restore_point_sql(name: str, specs: list[dict], lock_ms: int) -> str:
+def _restore_point_sql(name: str, specs: list[dict], lock_ms: int, record: bool = False) -> str:
     """The one transaction of :func:`restore_point`.
 
     Why this order gives checksums of exactly the data at the restore point:
@@ -742,14 +740,40 @@ BEGIN
     RAISE EXCEPTION 'halite: the tables changed while they were being locked';
   END IF;
 END $halite$;""")
-    lines.append(f"SELECT pg_create_restore_point({lit(name)})::text || '|' || "
-                 "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"');")
-    lines.append(pg_move._checksums_sql(specs))  # pylint: disable=protected-access
+    if record:
+        # a name already recorded is refused before the point is written (a point cannot be taken back)
+        lines.append(f"""DO $halite$
+BEGIN
+  -- nested: PL/pgSQL plans an expression when it first runs it, the table may not exist
+  IF to_regclass('halite.restore_points') IS NOT NULL THEN
+    IF EXISTS (SELECT 1 FROM halite.restore_points WHERE name = {lit(name)}) THEN
+      RAISE EXCEPTION 'halite: restore point name already used';
+    END IF;
+  END IF;
+END $halite$;""")
+    lines.append(f"SELECT pg_create_restore_point({lit(name)})::text AS lsn, "
+                 "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') AS time "
+                 "\\gset halite_rp_")
+    sums = pg_move._checksums_sql(specs)  # pylint: disable=protected-access
+    settings = pg_move.STABLE_TEXT if sums.startswith(pg_move.STABLE_TEXT) else ""
+    select = sums[len(settings):].strip().rstrip(";")
+    lines.append(settings + "SELECT (" + select + ")::text AS sums \\gset halite_rp_")
+    if record:
+        # kept with the cluster (halite's own schema, left out of every checksum): the drill and
+        # orch.restore read it; committed after the point, so a copy recovered to it lacks the row
+        lines.append("CREATE SCHEMA IF NOT EXISTS halite;")
+        lines.append("CREATE TABLE IF NOT EXISTS halite.restore_points (name text PRIMARY KEY, lsn pg_lsn NOT NULL, "
+                     "created timestamptz NOT NULL, tables jsonb NOT NULL);")
+        lines.append(f"INSERT INTO halite.restore_points VALUES ({lit(name)}, :'halite_rp_lsn', :'halite_rp_time', "
+                     ":'halite_rp_sums');")
+    lines.append("SELECT :'halite_rp_lsn' || '|' || :'halite_rp_time';")
+    lines.append("SELECT :'halite_rp_sums';")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
 
-def restore_point(name, database, runas="postgres", host="/var/run/postgresql", port=5432, lock_timeout=5) -> dict:
+def restore_point(name, database, runas="postgres", host="/var/run/postgresql", port=5432, lock_timeout=5,
+                  record=True, only_primary=False) -> dict:
     """Mark a named point in the WAL, with the checksums of every table at that point.
 
     Runs on the primary, as ``runas`` over the local socket. In one
@@ -763,8 +787,7 @@ def restore_point(name, database, runas="postgres", host="/var/run/postgresql", 
     that is as long as a full read of it.
 
     Names must be unique: recovery stops at the *first* restore point of a
-    name in the WAL. Record the point on the backup host with
-    :func:`record_restore_point`.
+    name in the WAL; with ``record`` a name already kept is refused.
 
     :param name: 1 to 63 letters, digits, ``.``, ``_`` or ``-``.
     :param database: the database whose tables are locked and checksummed.
@@ -772,6 +795,11 @@ def restore_point(name, database, runas="postgres", host="/var/run/postgresql", 
     :param host: the server's socket directory (or host name).
     :param port: the server's port.
     :param lock_timeout: seconds to wait for each table's lock before giving up.
+    :param record: also keep the point (name, lsn, time, checksums) in the table
+        ``halite.restore_points`` of ``database``, in the same transaction; a name
+        already there is refused before any point is written.
+    :param only_primary: on a replica, return ``{"name", "skipped": "..."}`` instead of
+        failing (so that an orchestration may target every member).
     :returns: ``{"name", "lsn", "time" (ISO 8601, UTC, the server's clock),
         "database", "tables": {"public.cars": {"rows", "md5"}, ...}}``.
     :raises CommandExecutionError: bad name, a replica, a lock not granted in
@@ -796,13 +824,19 @@ def restore_point(name, database, runas="postgres", host="/var/run/postgresql", 
     dsn = _local_dsn(host, port, database, runas)
     psql = {"step": f"restore_point {name}", "server": "primary", "runas": runas, "module": "pgbackrest"}
     if pg_move._json(dsn, "SELECT to_json(pg_is_in_recovery());", **psql):  # pylint: disable=protected-access
+        if only_primary:
+            return {"name": name, "skipped": "a replica: the primary makes the restore point"}
         raise CommandExecutionError(
             f"{where}: the server at {host} port {port} is a replica (in recovery); make restore points on the primary")
     specs = pg_move._json(dsn, pg_move._TABLES_SQL, **psql)  # pylint: disable=protected-access
     try:
-        out = pg_move._psql(dsn, _restore_point_sql(name, specs, max(1, int(wait * 1000))),  # pylint: disable=protected-access
+        out = pg_move._psql(dsn, _restore_point_sql(name, specs, max(1, int(wait * 1000)), record),  # pylint: disable=protected-access
                             **psql).strip()
     except CommandExecutionError as exc:
+        if "halite: restore point name already used" in str(exc):
+            raise CommandExecutionError(
+                f"{where}: a restore point named {name} exists already (halite.restore_points); recovery stops at "
+                "the first point of a name, so give another name") from exc
         if "lock timeout" in str(exc):
             raise CommandExecutionError(
                 f"{where}: could not lock the tables of {database} within {wait:g} s: another session holds a "
@@ -826,34 +860,44 @@ def restore_point(name, database, runas="postgres", host="/var/run/postgresql", 
     return {"name": name, "lsn": point_lsn, "time": stamp, "database": database, "tables": checked}
 
 
-def _points_folder(stanza, directory, where: str) -> str:
-    base = directory or DEFAULT_POINTS_DIR
-    if not str(base).startswith("/"):
-        raise CommandExecutionError(f"{where}: directory must be an absolute path, not {base!r}")
-    return os.path.join(str(base), _check_stanza_name(stanza, where))
+def _pillar(key: str, default=None):
+    """A value of the host's pillar when Salt runs the module (halite's view), else ``default``."""
+    salt = globals().get("__salt__")
+    return salt["pillar.get"](key, default) if salt else default
 
 
-def _valid_point(point, where: str) -> dict:
-    """A restore point as :func:`restore_point` returns it, in its JSON form."""
-    if not isinstance(point, dict):
-        raise CommandExecutionError(f"{where}: the point must be a dict as restore_point returns it, not {point!r}")
-    missing = [k for k in ("name", "lsn", "time", "tables") if k not in point]
-    if missing:
-        raise CommandExecutionError(f"{where}: the point lacks {', '.join(missing)} (give what restore_point returned)")
-    _check_point_name(point["name"], where)
-    if not isinstance(point["lsn"], str) or not _LSN_TEXT.match(point["lsn"]):
-        raise CommandExecutionError(f"{where}: the point's lsn {point['lsn']!r} is not an LSN such as 0/3000028")
-    if not isinstance(point["tables"], dict):
-        raise CommandExecutionError(f"{where}: the point's tables must be a dict of checksums")
-    return json.loads(json.dumps(point))
+def restore_points(dsn=None, runas=None) -> dict:
+    """The restore points the cluster keeps (``halite.restore_points``), oldest first.
 
+    :func:`restore_point` writes them with the cluster's data, so any member
+    (a replica too) has them. The backup host reads them with its read-only
+    login (pillar ``halite:host:dsn:restore_points``: every member's address).
 
-def _read_point(path: str) -> dict:
+    :param dsn: libpq DSN of the site's database; default: the pillar's.
+    :param runas: operating-system user to run psql as.
+    :returns: ``{name: {"lsn", "time", "tables"}}``; ``{}`` when none was ever made.
+    :raises CommandExecutionError: when no member answers.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh backup-01 pgbackrest.restore_points
+    """
+    if dsn is None:
+        dsn = _pillar("halite:host:dsn:restore_points")
+        if not dsn:
+            raise CommandExecutionError("pgbackrest restore_points: give dsn= (no pillar halite:host:dsn:restore_points)")
+    sql = ("SELECT coalesce(json_object_agg(name, json_build_object('lsn', lsn::text, 'time', "
+           "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), 'tables', tables) "
+           "ORDER BY lsn), '{}') FROM halite.restore_points;")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise CommandExecutionError(f"pgbackrest: cannot read the restore point {path}: {exc}") from exc
+        return pg_move._json(dsn, sql, step="restore points", server="cluster", runas=runas,  # pylint: disable=protected-access
+                             module="pgbackrest")
+    except CommandExecutionError as exc:
+        if 'relation "halite.restore_points" does not exist' in str(exc):
+            return {}
+        raise
 
 
 def _owner(runas, where: str):
@@ -882,94 +926,6 @@ def _make_dirs(path: str, owner, mode: int) -> None:
         if owner:
             os.chown(folder, *owner)
 
-
-def record_restore_point(stanza, point, directory=None, runas=DEFAULT_RUNAS) -> dict:
-    """Keep a restore point on the backup host: ``<directory>/<stanza>/<name>.json``.
-
-    The file is owned by ``runas``, mode 0640, written whole (a temporary file
-    renamed). Recording the same point again changes nothing; another point of
-    the same name is refused (recovery would stop at the first of the two).
-
-    :param stanza: the stanza the point belongs to.
-    :param point: what :func:`restore_point` returned.
-    :param directory: folder of the stanzas' restore points.
-    :param runas: owner of the files and folders created.
-    :returns: ``{"path", "recorded": True (written) or False (already there), "point"}``.
-    :raises CommandExecutionError: a different point of the same name, a bad point, or a file error.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-ssh backup-01 pgbackrest.record_restore_point halite '{"name": "rp1", "lsn": "0/3000090", ...}'
-    """
-    where = "pgbackrest record_restore_point"
-    point = _valid_point(point, where)
-    folder = _points_folder(stanza, directory, where)
-    path = os.path.join(folder, point["name"] + ".json")
-    if os.path.exists(path):
-        old = _read_point(path)
-        if old == point:
-            return {"path": path, "recorded": False, "point": point}
-        raise CommandExecutionError(
-            f"{where}: {path} already holds another restore point {point['name']} (lsn {old.get('lsn')}, "
-            f"{old.get('time')}); names must be unique, as recovery stops at the first point of a name")
-    owner = _owner(runas, where)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        _make_dirs(folder, owner, 0o750)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(point, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o640)
-        if owner:
-            os.chown(tmp, *owner)
-        os.rename(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise CommandExecutionError(f"{where}: cannot write {path}: {exc}") from exc
-    return {"path": path, "recorded": True, "point": point}
-
-
-def restore_points(stanza, directory=None) -> dict:
-    """The restore points recorded for a stanza, oldest (lowest LSN) first.
-
-    :param stanza: the stanza.
-    :param directory: folder of the stanzas' restore points.
-    :returns: ``{name: point}`` (see :func:`restore_point`); empty when none is recorded.
-        It can be given as is as ``known_names`` to :func:`check_target`.
-    :raises CommandExecutionError: a file that cannot be read or is not a restore point.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-ssh backup-01 pgbackrest.restore_points halite
-    """
-    where = "pgbackrest restore_points"
-    folder = _points_folder(stanza, directory, where)
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise CommandExecutionError(f"{where}: cannot list {folder}: {exc}") from exc
-    points = []
-    for file_name in names:
-        path = os.path.join(folder, file_name)
-        point = _valid_point(_read_point(path), f"{where}: {path}")
-        points.append(point)
-    points.sort(key=lambda p: (lsn(p["lsn"]), p["time"], p["name"]))
-    return {p["name"]: p for p in points}
-
-
-# ---------------------------------------------------------------------------
-# recovery targets
-# ---------------------------------------------------------------------------
 
 TARGET_KEYS = ("time", "lsn", "name", "latest")
 TARGET_ACTIONS = ("promote", "pause", "shutdown")
@@ -1487,8 +1443,8 @@ def _compare_tables(seen: dict, expected) -> tuple[dict, list]:
 
 
 def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint: disable=redefined-builtin
-          scratch=DEFAULT_SCRATCH, port=DRILL_PORT, pg_bin=PG_BIN, known_names=None, config=None,
-          runas=DEFAULT_RUNAS, timeout=BACKUP_TIMEOUT, keep=False) -> dict:
+          scratch=DEFAULT_SCRATCH, port=None, pg_bin=None, known_names=None, config=None,
+          runas=DEFAULT_RUNAS, timeout=BACKUP_TIMEOUT, keep=False, points_dsn=None) -> dict:
     """Prove that a backup restores: restore it into a scratch folder, start it alone, check it, remove it.
 
     Runs where the repository is (the backup host) and touches no cluster:
@@ -1526,6 +1482,8 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
     :param runas: user that runs pgbackrest and the copy's PostgreSQL.
     :param timeout: seconds for the restore, and again for the recovery.
     :param keep: keep the stopped copy in the scratch folder.
+    :param points_dsn: where the cluster's restore points are read (:func:`restore_points`)
+        for a ``name`` target given without ``expected``/``known_names``; default: the pillar's.
     :returns: ``{"ok", "set", "type", "target", "restored_lsn" (pg_current_wal_lsn after
         recovery), "replayed_lsn" (the last WAL record replayed), "database",
         "tables": {table: {"rows", "md5", "expected", "ok"}}, "differences": [...],
@@ -1544,6 +1502,26 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
     """
     began = time.monotonic()
     try:
+        # on the backup host its pillar knows the drill's file, port and the cluster's binaries
+        config = config or _pillar("halite:host:pgbackrest:paths:drill_conf")
+        port = port or _pillar("halite:backup:drill_port") or DRILL_PORT
+        pg_bin = pg_bin or _pillar("halite:paths:pg_bindir") or PG_BIN
+        if isinstance(target, str):
+            try:
+                target = json.loads(target)
+            except ValueError:
+                pass
+        points_dsn = points_dsn or _pillar("halite:host:dsn:restore_points")
+        if (isinstance(target, dict) and "name" in target and (expected is None or known_names is None)
+                and points_dsn):
+            points = restore_points(points_dsn, runas=runas)
+            if target["name"] not in points:
+                known = ", ".join(points) or "(none)"
+                raise CommandExecutionError(f"restore point {target['name']} is not known; the known ones are {known}")
+            if expected is None and database:
+                expected = points[target["name"]]["tables"]
+            if known_names is None:
+                known_names = {n: p["lsn"] for n, p in points.items()}
         if expected is not None and not database:
             raise CommandExecutionError("expected checksums need database= (the database they belong to)")
         if isinstance(expected, dict) and isinstance(expected.get("tables"), dict) and "lsn" in expected:

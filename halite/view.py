@@ -453,6 +453,13 @@ def host_view(data: dict, host: str) -> dict:
     if "db" in roles:
         wanted |= {"move_source", "move_target"}
     view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
+    if "backup" in roles:
+        # the restore points, read from whichever member answers (halite.restore_points)
+        u = data["users"]
+        view["dsn"]["restore_points"] = formats.conninfo(
+            ("host", ",".join(cluster_address(topo, h) for h in etcd_hosts(topo))),
+            ("port", data["postgresql"]["port"]), ("dbname", u["app"]["database"]),
+            ("user", u["backup"]["username"]), ("password", u["backup"]["password"]), ("connect_timeout", 5))
     if backup_host(data) and {"db", "backup"} & set(roles):
         view["pgbackrest"] = pgbackrest_view(data, host)
         view["tls"] = tls_material(data, host)

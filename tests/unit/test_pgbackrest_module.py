@@ -515,47 +515,6 @@ def test_restore_point_lock_timeout_must_be_positive():
         pgbackrest.restore_point("rp1", "carsale", lock_timeout=0)
 
 
-POINT = {"name": "rp1", "lsn": "0/3000090", "time": "2026-11-30T08:15:00.123456+00:00", "database": "carsale",
-         "tables": {"public.cars": {"rows": 3, "md5": "0" * 32}}}
-
-
-def test_record_and_read_restore_points(tmp_path):
-    me = pgbackrest.pwd.getpwuid(pgbackrest.os.geteuid()).pw_name
-    second = dict(POINT, name="rp0", lsn="0/2000000")
-    assert pgbackrest.record_restore_point("main", POINT, directory=str(tmp_path), runas=me)["recorded"] is True
-    assert pgbackrest.record_restore_point("main", second, directory=str(tmp_path), runas=me)["recorded"] is True
-    assert list(pgbackrest.restore_points("main", directory=str(tmp_path))) == ["rp0", "rp1"]  # by lsn
-    assert pgbackrest.restore_points("main", directory=str(tmp_path))["rp1"] == POINT
-    assert sorted(p.name for p in (tmp_path / "main").iterdir()) == ["rp0.json", "rp1.json"]
-
-
-@pytest.mark.parametrize("point, message", [
-    ("rp1", "the point must be a dict as restore_point returns it, not 'rp1'"),
-    ({"name": "rp1"}, "the point lacks lsn, time, tables (give what restore_point returned)"),
-    (dict(POINT, lsn="3000090"), "the point's lsn '3000090' is not an LSN such as 0/3000028"),
-    (dict(POINT, name="../x"), "restore point name '../x' must be 1 to 63 letters, digits, '.', '_' or '-'"),
-])
-def test_record_refuses_what_is_not_a_restore_point(tmp_path, point, message):
-    with pytest.raises(CommandExecutionError) as err:
-        pgbackrest.record_restore_point("main", point, directory=str(tmp_path), runas=None)
-    assert str(err.value) == "pgbackrest record_restore_point: " + message
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_restore_points_folder_must_be_absolute_and_the_stanza_plain():
-    with pytest.raises(CommandExecutionError, match=r"directory must be an absolute path, not 'points'"):
-        pgbackrest.restore_points("main", directory="points")
-    with pytest.raises(CommandExecutionError, match=r"stanza name '\.\./main' must be letters, digits"):
-        pgbackrest.restore_points("../main", directory="/tmp")
-
-
-def test_a_damaged_restore_point_file_is_named(tmp_path):
-    (tmp_path / "main").mkdir()
-    (tmp_path / "main" / "rp1.json").write_text("{not json")
-    with pytest.raises(CommandExecutionError, match=r"cannot read the restore point .*/main/rp1.json"):
-        pgbackrest.restore_points("main", directory=str(tmp_path))
-
-
 # ------------------------------------------------------------------ the drill's pieces (no PostgreSQL)
 
 def test_drill_settings_follow_the_control_file():

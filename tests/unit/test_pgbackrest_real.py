@@ -274,7 +274,7 @@ def point(repo):
     cars (in the WAL only), the restore point rp1, 500 more cars, table ``sold`` dropped, an incremental
     backup (after rp1, so not the set for it).
 
-    ``{"full", "incr", "point", "points_dir"}``.
+    ``{"full", "incr", "point"}``.
     """
     base, port, config = repo["base"], repo["port"], repo["config"]
 
@@ -292,8 +292,7 @@ def point(repo):
     shop("INSERT INTO cars (id, plate) SELECT g, 'HL-' || g FROM generate_series(1501, 2000) g")
     shop("DROP TABLE sold")
     incr = pgbackrest.backup(STANZA, "incr", config=config, runas=RUNAS)
-    points_dir = base / "points"
-    return {"full": full, "incr": incr, "point": rp1, "points_dir": str(points_dir)}
+    return {"full": full, "incr": incr, "point": rp1}
 
 
 def known(point) -> dict:
@@ -341,7 +340,8 @@ def test_restore_point_gives_up_on_a_held_lock(repo, point):
     base, port = repo["base"], repo["port"]
     holder = subprocess.Popen(
         (("runuser", "-u", RUNAS, "--") if RUNAS else ()) + (
-            "psql", "-X", "-q", "-h", str(base), "-p", str(port), "-U", "postgres", "-d", SHOP, "-c",
+            "psql", "-X", "-q", "-h", str(base), "-p", str(port), "-U", "postgres", "-d",
+            f"dbname={SHOP} application_name=halite-lock-holder", "-c",
             "BEGIN; INSERT INTO cars (id, plate) VALUES (-1, 'held'); SELECT pg_sleep(30)"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -356,27 +356,28 @@ def test_restore_point_gives_up_on_a_held_lock(repo, point):
             f"pgbackrest restore_point rp-locked: could not lock the tables of {SHOP} within 0.3 s: another session "
             "holds a conflicting lock"), err.value
     finally:
+        # the server side sleeps on after its client is gone: end it, so that its lock goes now
+        psql(base, port, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'halite-lock-holder'", db=SHOP)
         holder.kill()
         holder.wait()
 
 
-def test_restore_points_are_recorded_once(point):
-    rp1, folder = point["point"], point["points_dir"]
-    written = pgbackrest.record_restore_point(STANZA, rp1, directory=folder, runas=RUNAS)
-    path = Path(folder) / STANZA / "rp1.json"
-    assert written == {"path": str(path), "recorded": True, "point": rp1}
-    info = path.stat()
-    assert oct(info.st_mode & 0o777) == "0o640"
-    if RUNAS:
-        assert pwd.getpwuid(info.st_uid).pw_name == RUNAS
-        assert pwd.getpwuid((Path(folder) / STANZA).stat().st_uid).pw_name == RUNAS
-    # the same point again changes nothing; another point of that name is refused
-    assert pgbackrest.record_restore_point(STANZA, rp1, directory=folder, runas=RUNAS)["recorded"] is False
-    other = dict(rp1, lsn="0/1")
-    with pytest.raises(CommandExecutionError, match=r"already holds another restore point rp1 \(lsn " + rp1["lsn"]):
-        pgbackrest.record_restore_point(STANZA, other, directory=folder, runas=RUNAS)
-    assert pgbackrest.restore_points(STANZA, directory=folder) == {"rp1": rp1}
-    assert pgbackrest.restore_points("other", directory=folder) == {}
+def test_restore_points_are_kept_with_the_cluster_once(repo, point):
+    """restore_point records the point (same transaction) in halite.restore_points, left out of checksums."""
+    rp1 = point["point"]
+    dsn = f"host={repo['base']} port={repo['port']} dbname={SHOP} user=postgres"
+    kept = pgbackrest.restore_points(dsn, runas=RUNAS)
+    assert list(kept) == ["rp1"]
+    assert kept["rp1"]["lsn"] == rp1["lsn"] and kept["rp1"]["tables"] == rp1["tables"]
+    assert kept["rp1"]["time"][:19] == rp1["time"][:19]
+    assert not any(t.startswith("halite.") for t in rp1["tables"]), rp1["tables"]
+    # a name already kept is refused before any point is written
+    with pytest.raises(CommandExecutionError, match=r"a restore point named rp1 exists already"):
+        pgbackrest.restore_point("rp1", SHOP, runas="postgres", host=str(repo["base"]), port=repo["port"])
+    assert list(pgbackrest.restore_points(dsn, runas=RUNAS)) == ["rp1"]
+    # a database where none was ever made has none
+    assert pgbackrest.restore_points(dsn.replace(f"dbname={SHOP}", "dbname=postgres"), runas=RUNAS) == {}
 
 
 def test_check_target_chooses_the_set(repo, point):
@@ -387,8 +388,8 @@ def test_check_target_chooses_the_set(repo, point):
 
     # rp1 lies between the full and the incremental backup: only the full one reaches it
     assert check({"name": "rp1"}, known(point)) == {"type": "name", "target": "rp1", "set": full}
-    points = pgbackrest.restore_points(STANZA, directory=point["points_dir"]) or {"rp1": point["point"]}
-    assert check({"name": "rp1"}, points)["set"] == full
+    dsn = f"host={repo['base']} port={repo['port']} dbname={SHOP} user=postgres"
+    assert check({"name": "rp1"}, pgbackrest.restore_points(dsn, runas=RUNAS))["set"] == full
     # without its lsn, the newest set
     assert check({"name": "rp1"}, ["rp1"]) == {"type": "name", "target": "rp1", "set": incr}
     assert check({"latest": True}) == {"type": "default", "target": None, "set": incr}
