@@ -244,7 +244,9 @@ def pgbackrest_view(data: dict, host: str) -> dict:
     out: dict = {"stanza": stanza, "paths": dict(PGBACKREST_PATHS)}
     if "db" in roles:
         out["conf"] = {
-            "global": [["repo1-host", cluster_address(topo, repo)], ["repo1-host-type", "tls"],
+            # by name (/etc/hosts, base.hosts): pgBackRest 2.45 checks the server's certificate
+            # against the name it dialled, in the CN and DNS names only (not IP addresses)
+            "global": [["repo1-host", repo], ["repo1-host-type", "tls"],
                        ["repo1-host-port", str(b["tls_port"])], *_tls_options("repo1-host", host),
                        ["archive-async", "y"], ["spool-path", PGBACKREST_PATHS["spool"]], *common,
                        ["tls-server-auth", f"{repo}={stanza}"]],
@@ -262,7 +264,7 @@ def pgbackrest_view(data: dict, host: str) -> dict:
                       ["repo1-retention-diff", str(b["retention_diff"])]]
         members: list[list[str]] = []
         for i, member in enumerate(etcd_hosts(topo), start=1):
-            members += [[f"pg{i}-host", cluster_address(topo, member)], [f"pg{i}-host-type", "tls"],
+            members += [[f"pg{i}-host", member], [f"pg{i}-host-type", "tls"],
                         [f"pg{i}-host-port", str(b["tls_port"])], *_tls_options(f"pg{i}-host", host),
                         [f"pg{i}-path", paths["pg_datadir"]], [f"pg{i}-port", str(pg["port"])],
                         [f"pg{i}-socket-path", paths["pg_socket_dir"]]]

@@ -56,7 +56,7 @@ def render_conf(host: str) -> str:
 
 def test_pgbackrest_conf_of_a_member_points_at_the_repository_over_tls():
     text = render_conf("db-02")
-    assert "repo1-host=10.77.1.30\nrepo1-host-type=tls\n" in text
+    assert "repo1-host=backup-01\nrepo1-host-type=tls\n" in text
     assert "tls-server-address=10.77.1.12\n" in text and "tls-server-auth=backup-01=halite\n" in text
     assert "[halite]\npg1-path=/var/lib/postgresql/15/halite\n" in text
     assert "cipher-pass" not in text  # the passphrase stays where the repository is
@@ -64,8 +64,8 @@ def test_pgbackrest_conf_of_a_member_points_at_the_repository_over_tls():
 
 def test_pgbackrest_conf_of_the_backup_host_reaches_every_member():
     text = render_conf("backup-01")
-    for i, addr in enumerate(["10.77.1.11", "10.77.1.12", "10.77.1.13"], start=1):
-        assert f"pg{i}-host={addr}\npg{i}-host-type=tls\n" in text
+    for i in (1, 2, 3):
+        assert f"pg{i}-host=db-0{i}\npg{i}-host-type=tls\n" in text
         assert f"tls-server-auth=db-0{i}=halite\n" in text
     assert "repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=" in text
     assert "backup-standby=y\n" in text
