@@ -140,7 +140,7 @@ class Cluster:
         targets = json.dumps([[h, self.addr[h], port] for h in self.db_hosts])
         res = subprocess.run(
             ["nsenter", "-t", str(lab.leader_pid(self.proxy)), "-n", "python3", "-c", _TCP, targets],
-            capture_output=True, text=True, timeout=timeout + 12)
+            capture_output=True, text=True, timeout=15)
         if res.returncode != 0:
             return list(self.db_hosts)
         return json.loads(res.stdout)
