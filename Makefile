@@ -8,7 +8,7 @@ RUNS ?= 3
 DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
         postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
 
-.PHONY: deps demo test test-unit down status bench-failover bench-loop-wait bench-web clean
+.PHONY: deps demo test test-unit down status bench-failover bench-loop-wait bench-web bench-backup clean
 
 $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Debian packages: $(DEBS)"
@@ -84,6 +84,14 @@ bench-web: deps
 	$(HALITE) orch deploy
 	$(HALITE) orch migrate
 	$(PY) -m halite.webbench_lab
+
+# Backups: pgBackRest full, incremental and restore against pg_basebackup per
+# pgbench scale, then the RPO of asynchronous archiving when every db host loses
+# power (RUNS times), in one run: bench/results/backup.json and backup.md.
+bench-backup: deps
+	$(HALITE) lab up
+	$(HALITE) orch deploy
+	$(PY) -m halite.backupbench --rpo-runs $(RUNS)
 
 clean: down
 	rm -rf /var/lib/halite .salt-run
