@@ -860,10 +860,8 @@ def restore_point(name, database, runas="postgres", host="/var/run/postgresql", 
     return {"name": name, "lsn": point_lsn, "time": stamp, "database": database, "tables": checked}
 
 
-def _pillar(key: str, default=None):
-    """A value of the host's pillar when Salt runs the module (halite's view), else ``default``."""
-    salt = globals().get("__salt__")
-    return salt["pillar.get"](key, default) if salt else default
+#: The backup host's libpq service for the cluster's restore points (salt/backup/repo.sls).
+RESTORE_POINTS_SERVICE = "halite-restore-points"
 
 
 def restore_points(dsn=None, runas=None) -> dict:
@@ -871,9 +869,10 @@ def restore_points(dsn=None, runas=None) -> dict:
 
     :func:`restore_point` writes them with the cluster's data, so any member
     (a replica too) has them. The backup host reads them with its read-only
-    login (pillar ``halite:host:dsn:restore_points``: every member's address).
+    login (the libpq service ``halite-restore-points``: every member's address).
 
-    :param dsn: libpq DSN of the site's database; default: the pillar's.
+    :param dsn: libpq DSN of the site's database; default: the backup host's service
+        ``halite-restore-points``, as ``postgres``.
     :param runas: operating-system user to run psql as.
     :returns: ``{name: {"lsn", "time", "tables"}}``; ``{}`` when none was ever made.
     :raises CommandExecutionError: when no member answers.
@@ -885,9 +884,8 @@ def restore_points(dsn=None, runas=None) -> dict:
         salt-ssh backup-01 pgbackrest.restore_points
     """
     if dsn is None:
-        dsn = _pillar("halite:host:dsn:restore_points")
-        if not dsn:
-            raise CommandExecutionError("pgbackrest restore_points: give dsn= (no pillar halite:host:dsn:restore_points)")
+        dsn = f"service={RESTORE_POINTS_SERVICE}"
+        runas = runas or DEFAULT_RUNAS
     sql = ("SELECT coalesce(json_object_agg(name, json_build_object('lsn', lsn::text, 'time', "
            "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), 'tables', tables) "
            "ORDER BY lsn), '{}') FROM halite.restore_points;")
@@ -961,7 +959,15 @@ def _utc_text(moment) -> str:
 
 
 def _parse_target(target, where: str):
-    """``(kind, value)``: the one key of a recovery target, checked and normalised."""
+    """``(kind, value)``: the one key of a recovery target, checked and normalised.
+
+    A JSON text of the mapping is accepted too (salt-ssh hands keyword values over as text).
+    """
+    if isinstance(target, str) and target.lstrip().startswith("{"):
+        try:
+            target = json.loads(target)
+        except ValueError:
+            pass
     if not isinstance(target, dict):
         raise CommandExecutionError(
             f"{where}: the target must be a dict with one of {', '.join(TARGET_KEYS)}, not {target!r}")
@@ -1503,15 +1509,15 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
     began = time.monotonic()
     try:
         # on the backup host its pillar knows the drill's file, port and the cluster's binaries
-        config = config or _pillar("halite:host:pgbackrest:paths:drill_conf")
-        port = port or _pillar("halite:backup:drill_port") or DRILL_PORT
-        pg_bin = pg_bin or _pillar("halite:paths:pg_bindir") or PG_BIN
+        port = port or DRILL_PORT
+        pg_bin = pg_bin or PG_BIN
         if isinstance(target, str):
             try:
                 target = json.loads(target)
             except ValueError:
                 pass
-        points_dsn = points_dsn or _pillar("halite:host:dsn:restore_points")
+        if not points_dsn and runas and os.path.exists(os.path.expanduser(f"~{runas}/.pg_service.conf")):
+            points_dsn = f"service={RESTORE_POINTS_SERVICE}"  # the backup host's (salt/backup/repo.sls)
         if (isinstance(target, dict) and "name" in target and (expected is None or known_names is None)
                 and points_dsn):
             points = restore_points(points_dsn, runas=runas)

@@ -52,16 +52,6 @@ def __virtual__():
     return __virtualname__
 
 
-def _setting(value, key: str, default=None):
-    """``value`` if given, else the host's pillar ``halite:<key>`` (its platform's paths, ports)."""
-    if value is not None:
-        return value
-    found = __salt__["pillar.get"](f"halite:{key}", default)
-    if found is None:
-        raise CommandExecutionError(f"no value given and pillar halite:{key} is missing")
-    return found
-
-
 def _run(cmd: list[str], step: str, runas: str | None = None, timeout: float = 120, env=None) -> str:
     if runas and os.geteuid() == 0:
         cmd = ["runuser", "-u", runas, "--", *cmd]
@@ -107,28 +97,25 @@ def _postmaster_running(pg_path: str) -> bool:
     return True
 
 
-def stop(role="any", pg_path=None, bin_dir=None, api_port=None, runas="postgres", timeout=120):
+def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=120):
     """Stop Patroni (and so PostgreSQL) on this member, if its role matches.
 
     :param role: ``replica``: stop unless this member is the leader (a member
         whose API does not answer counts as a replica); ``any``: stop.
-    :param pg_path: the data directory (default: pillar ``halite:paths:pg_datadir``);
-        PostgreSQL still running after Patroni stopped is stopped with ``pg_ctl stop -m fast``.
-    :param bin_dir: PostgreSQL's binaries, for pg_ctl (default: pillar ``halite:paths:pg_bindir``).
-    :param api_port: Patroni's REST API port (default: pillar ``halite:patroni:restapi:port``).
+    :param pg_path: the data directory; PostgreSQL still running after Patroni
+        stopped is stopped with ``pg_ctl stop -m fast``.
+    :param bin_dir: PostgreSQL's binaries, for pg_ctl.
+    :param api_port: Patroni's REST API port.
     :returns: ``{"stopped": bool, "role": role seen}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-ssh 'db-*' pitr.stop role=replica
+        salt-ssh 'db-*' pitr.stop /var/lib/postgresql/15/halite /usr/lib/postgresql/15/bin role=replica
     """
     if role not in ("replica", "any"):
         raise CommandExecutionError(f"stop: role is {role!r}; replica or any")
-    pg_path = _setting(pg_path, "paths:pg_datadir")
-    bin_dir = _setting(bin_dir, "paths:pg_bindir")
-    api_port = _setting(api_port, "patroni:restapi:port", 8008)
     seen = _local_role(int(api_port))
     if role == "replica" and seen in ("leader", "master", "primary", "standby_leader"):
         return {"stopped": False, "role": seen}
@@ -171,7 +158,7 @@ def _psql(sql: str, port: int, socket_dir: str, runas: str, step: str) -> str:
                  "-c", sql], step, runas=runas, timeout=60).strip()
 
 
-def recover(pg_path=None, bin_dir=None, port=None, socket_dir=None, runas="postgres", timeout=3600):
+def recover(pg_path, bin_dir, port=5432, socket_dir="/var/run/postgresql", runas="postgres", timeout=3600):
     """Run PostgreSQL alone on a restored data directory until it reaches the target and promotes.
 
     pgBackRest's restore leaves ``recovery.signal`` and its recovery settings
@@ -182,10 +169,10 @@ def recover(pg_path=None, bin_dir=None, port=None, socket_dir=None, runas="postg
     are reset (ALTER SYSTEM RESET ALL: Patroni sets nothing there), a
     checkpoint is taken and PostgreSQL stops, ready for Patroni.
 
-    :param pg_path: the data directory (default: pillar ``halite:paths:pg_datadir``).
-    :param bin_dir: PostgreSQL's binaries (default: pillar ``halite:paths:pg_bindir``).
-    :param port: PostgreSQL's port (default: pillar ``halite:postgresql:port``).
-    :param socket_dir: its Unix socket's folder (default: pillar ``halite:paths:pg_socket_dir``).
+    :param pg_path: the data directory.
+    :param bin_dir: PostgreSQL's binaries.
+    :param port: PostgreSQL's port.
+    :param socket_dir: its Unix socket's folder.
     :returns: ``{"seconds", "timeline", "lsn"}``.
     :raises CommandExecutionError: PostgreSQL's last log line when recovery fails
         (e.g. "recovery ended before configured recovery target was reached").
@@ -197,10 +184,6 @@ def recover(pg_path=None, bin_dir=None, port=None, socket_dir=None, runas="postg
         salt-ssh db-01 pitr.recover /var/lib/postgresql/15/halite /usr/lib/postgresql/15/bin
     """
     started = time.monotonic()
-    pg_path = _setting(pg_path, "paths:pg_datadir")
-    bin_dir = _setting(bin_dir, "paths:pg_bindir")
-    port = _setting(port, "postgresql:port", 5432)
-    socket_dir = _setting(socket_dir, "paths:pg_socket_dir", "/var/run/postgresql")
     if not os.path.isdir(pg_path):
         raise CommandExecutionError(f"recover: {pg_path} does not exist")
     if _postmaster_running(pg_path):
@@ -247,10 +230,10 @@ def _last_log(logfile: str) -> str:
     return (wanted or lines or ["empty log"])[-1]
 
 
-def wipe(pg_path=None, confirm=False):
+def wipe(pg_path, confirm=False):
     """Empty a stopped member's data directory, so that Patroni copies the new leader.
 
-    :param pg_path: the data directory, kept and emptied (default: pillar ``halite:paths:pg_datadir``).
+    :param pg_path: the data directory, kept and emptied.
     :param confirm: must be True (it deletes the member's copy of the database).
     :returns: the number of entries removed.
 
@@ -262,7 +245,6 @@ def wipe(pg_path=None, confirm=False):
     """
     if confirm is not True:
         raise CommandExecutionError("wipe: deletes this member's data directory; pass confirm=True")
-    pg_path = _setting(pg_path, "paths:pg_datadir")
     if _postmaster_running(pg_path):
         raise CommandExecutionError(f"wipe: PostgreSQL runs in {pg_path}; stop the member first")
     if not os.path.isdir(pg_path):
@@ -278,7 +260,7 @@ def wipe(pg_path=None, confirm=False):
     return removed
 
 
-def restore_points(database, socket_dir=None, port=None, runas="postgres"):
+def restore_points(database, socket_dir="/var/run/postgresql", port=5432, runas="postgres"):
     """The restore points this member knows (``halite.restore_points``): name -> LSN.
 
     Read on any member (a replica has them too), through the local socket.
@@ -289,8 +271,6 @@ def restore_points(database, socket_dir=None, port=None, runas="postgres"):
 
         salt-ssh db-01 pitr.restore_points carsale
     """
-    socket_dir = _setting(socket_dir, "paths:pg_socket_dir", "/var/run/postgresql")
-    port = _setting(port, "postgresql:port", 5432)
     cmd = ["psql", "-X", "-qAt", "-h", socket_dir, "-p", str(port), "-d", database, "-v", "ON_ERROR_STOP=1",
            "-c", "SELECT coalesce(json_object_agg(name, lsn::text), '{}') FROM halite.restore_points"]
     try:
@@ -301,7 +281,7 @@ def restore_points(database, socket_dir=None, port=None, runas="postgres"):
     return json.loads(out.strip() or "{}")
 
 
-def plan(stanza, target, database, plan_file=PLAN_FILE):
+def plan(stanza, target, database, socket_dir="/var/run/postgresql", port=5432, plan_file=PLAN_FILE):
     """Check a recovery target before anything is stopped, and keep it for :func:`restore`.
 
     The target is checked against the repository (``pgbackrest.check_target``:
@@ -323,7 +303,8 @@ def plan(stanza, target, database, plan_file=PLAN_FILE):
             target = json.loads(target)
         except ValueError as exc:
             raise CommandExecutionError(f"target is not JSON: {target!r}") from exc
-    known = restore_points(database) if isinstance(target, dict) and "name" in target else None
+    known = (restore_points(database, socket_dir, port) if isinstance(target, dict) and "name" in target
+             else None)
     checked = __salt__["pgbackrest.check_target"](stanza, target, known_names=known)
     tmp = plan_file + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -333,7 +314,7 @@ def plan(stanza, target, database, plan_file=PLAN_FILE):
     return checked
 
 
-def restore(stanza, pg_path=None, plan_file=PLAN_FILE):
+def restore(stanza, pg_path, plan_file=PLAN_FILE):
     """Restore this (stopped) member's data directory to the target :func:`plan` checked.
 
     :returns: what ``pgbackrest.restore`` returns (seconds, set, type, target).
@@ -342,9 +323,8 @@ def restore(stanza, pg_path=None, plan_file=PLAN_FILE):
 
     .. code-block:: bash
 
-        salt-ssh db-01 pitr.restore halite
+        salt-ssh db-01 pitr.restore halite /var/lib/postgresql/15/halite
     """
-    pg_path = _setting(pg_path, "paths:pg_datadir")
     try:
         with open(plan_file, encoding="utf-8") as fh:
             saved = json.load(fh)

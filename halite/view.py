@@ -456,12 +456,22 @@ def host_view(data: dict, host: str) -> dict:
         wanted |= {"move_source", "move_target"}
     view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
     if "backup" in roles:
-        # the restore points, read from whichever member answers (halite.restore_points)
+        # the restore points, read from whichever member answers (halite.restore_points); the
+        # backup host's libpq service file (pgbackrest.RESTORE_POINTS_SERVICE) holds these
         u = data["users"]
         view["dsn"]["restore_points"] = formats.conninfo(
             ("host", ",".join(cluster_address(topo, h) for h in etcd_hosts(topo))),
             ("port", data["postgresql"]["port"]), ("dbname", u["app"]["database"]),
             ("user", u["backup"]["username"]), ("password", u["backup"]["password"]), ("connect_timeout", 5))
+        members = [cluster_address(topo, h) for h in etcd_hosts(topo)]
+        port = data["postgresql"]["port"]
+        view["restore_points_service"] = [
+            "# Managed by Salt (halite backup.repo): the cluster's restore points, read by the drill",
+            "[halite-restore-points]", f"host={','.join(members)}", f"port={port}",
+            f"dbname={u['app']['database']}", f"user={u['backup']['username']}", "connect_timeout=5", ""]
+        view["restore_points_pgpass"] = "".join(
+            formats.pgpass_line(m, port, u["app"]["database"], u["backup"]["username"], u["backup"]["password"]) + "\n"
+            for m in members)
     if backup_host(data) and {"db", "backup"} & set(roles):
         view["pgbackrest"] = pgbackrest_view(data, host)
         view["tls"] = tls_material(data, host)
@@ -529,6 +539,14 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     data = with_generated(data, roles)
     out = strip_secrets(data, roles)
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
+    out["pgbackrest_paths"] = dict(PGBACKREST_PATHS)
+    # each host's PostgreSQL paths, for orchestrations that pass them to module functions
+    # (salt-ssh gives a function called directly no pillar on the host)
+    out["pg_paths"] = {}
+    for h in topo["hosts"]:
+        plat = host_platform(data, h)
+        paths = platforms.resolve(plat["os_family"], plat["postgresql_version"])["paths"]
+        out["pg_paths"][h] = {k: paths[k] for k in ("pg_datadir", "pg_bindir", "pg_socket_dir")}
     out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
     if minion_id in topo["hosts"]:
         out["host"] = host_view(data, minion_id)

@@ -38,3 +38,26 @@ backup-drill-dir:
     - mode: "0700"
     - require:
       - sls: pgbackrest.install
+
+# The restore drill reads the cluster's restore points (halite.restore_points) with the
+# backup host's read-only login: a libpq service, its password in postgres's .pgpass.
+backup-restore-points-service:
+  file.managed:
+    - name: {{ hl.paths.pg_home }}/.pg_service.conf
+    - contents: {{ hl.host.restore_points_service|join('\n')|json }}
+    - user: postgres
+    - group: postgres
+    - mode: "0600"
+    - require:
+      - sls: pgbackrest.install
+
+backup-restore-points-pgpass:
+  file.managed:
+    - name: {{ hl.paths.pg_home }}/.pgpass
+    - contents: {{ hl.host.restore_points_pgpass|json }}
+    - user: postgres
+    - group: postgres
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - sls: pgbackrest.install

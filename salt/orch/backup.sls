@@ -11,10 +11,9 @@
 {%- endif %}
 
 backup-now:
-  salt.function:
+  halite_ssh.function:
     - name: pgbackrest.backup
     - tgt: {{ backup[0] }}
-    - ssh: True
     - kwarg:
         stanza: {{ salt['pillar.get']('halite:backup:stanza') }}
         type: {{ type }}
@@ -25,4 +24,4 @@ backup-fresh-after:
     - ssh: True
     - sls: backup.healthy
     - require:
-      - salt: backup-now
+      - halite_ssh: backup-now

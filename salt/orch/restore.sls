@@ -25,6 +25,10 @@
 {%- set member = salt['pillar.get']('member', db[0]) %}
 {%- set others = db|reject('equalto', member)|list %}
 {%- set stanza = salt['pillar.get']('halite:backup:stanza') %}
+{%- set paths = salt['pillar.get']('halite:pg_paths') %}
+{%- set pg_port = salt['pillar.get']('halite:postgresql:port') %}
+{%- set api_port = salt['pillar.get']('halite:patroni:restapi:port') %}
+{#- salt-ssh gives a function called directly no pillar on the host: paths and ports are passed #}
 {%- set addresses = salt['pillar.get']('halite:addresses') %}
 {%- set endpoints = [] %}
 {%- for h in db %}{% do endpoints.append(addresses[h] ~ ':' ~ salt['pillar.get']('halite:etcd:client_port')) %}{% endfor %}
@@ -39,76 +43,84 @@
 {%- endif %}
 
 restore-plan:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.plan
     - tgt: {{ member }}
-    - ssh: True
     - kwarg:
         stanza: {{ stanza }}
-        target: {{ target|json }}
+        # JSON text: salt-ssh hands keyword values to the host as text
+        target: {{ target|json|json }}
         database: {{ salt['pillar.get']('halite:users:app:database') }}
+        socket_dir: {{ paths[member].pg_socket_dir }}
+        port: {{ pg_port }}
 
 restore-stop-replicas:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.stop
     - tgt: {{ db|join(',') }}
     - tgt_type: list
-    - ssh: True
     - kwarg:
         role: replica
+        pg_path: {{ paths[member].pg_datadir }}
+        bin_dir: {{ paths[member].pg_bindir }}
+        api_port: {{ api_port }}
     - require:
-      - salt: restore-plan
+      - halite_ssh: restore-plan
 
 restore-stop-leader:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.stop
     - tgt: {{ db|join(',') }}
     - tgt_type: list
-    - ssh: True
     - kwarg:
         role: any
+        pg_path: {{ paths[member].pg_datadir }}
+        bin_dir: {{ paths[member].pg_bindir }}
+        api_port: {{ api_port }}
     - require:
-      - salt: restore-stop-replicas
+      - halite_ssh: restore-stop-replicas
 
 restore-remove-cluster:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.remove_cluster
     - tgt: {{ member }}
-    - ssh: True
     - kwarg:
         endpoints: {{ endpoints|join(',') }}
         namespace: {{ salt['pillar.get']('halite:patroni:namespace') }}
         scope: {{ salt['pillar.get']('halite:patroni:scope') }}
     - require:
-      - salt: restore-stop-leader
+      - halite_ssh: restore-stop-leader
 
 restore-data:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.restore
     - tgt: {{ member }}
-    - ssh: True
     - kwarg:
         stanza: {{ stanza }}
+        pg_path: {{ paths[member].pg_datadir }}
     - require:
-      - salt: restore-remove-cluster
+      - halite_ssh: restore-remove-cluster
 
 restore-recover:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.recover
     - tgt: {{ member }}
-    - ssh: True
+    - kwarg:
+        pg_path: {{ paths[member].pg_datadir }}
+        bin_dir: {{ paths[member].pg_bindir }}
+        port: {{ pg_port }}
+        socket_dir: {{ paths[member].pg_socket_dir }}
     - require:
-      - salt: restore-data
+      - halite_ssh: restore-data
 
 restore-leader-start:
-  salt.function:
+  halite_ssh.function:
     - name: service.start
     - tgt: {{ member }}
-    - ssh: True
     - arg:
       - patroni
     - require:
-      - salt: restore-recover
+      - halite_ssh: restore-recover
 
 restore-leader-up:
   salt.state:
@@ -116,30 +128,29 @@ restore-leader-up:
     - ssh: True
     - sls: patroni.leader
     - require:
-      - salt: restore-leader-start
+      - halite_ssh: restore-leader-start
 
 {%- if others %}
 restore-replicas-wipe:
-  salt.function:
+  halite_ssh.function:
     - name: pitr.wipe
     - tgt: {{ others|join(',') }}
     - tgt_type: list
-    - ssh: True
     - kwarg:
+        pg_path: {{ paths[member].pg_datadir }}
         confirm: True
     - require:
       - salt: restore-leader-up
 
 restore-replicas-start:
-  salt.function:
+  halite_ssh.function:
     - name: service.start
     - tgt: {{ others|join(',') }}
     - tgt_type: list
-    - ssh: True
     - arg:
       - patroni
     - require:
-      - salt: restore-replicas-wipe
+      - halite_ssh: restore-replicas-wipe
 {%- endif %}
 
 restore-cluster-healthy:
@@ -151,7 +162,7 @@ restore-cluster-healthy:
     - require:
       - salt: restore-leader-up
 {%- if others %}
-      - salt: restore-replicas-start
+      - halite_ssh: restore-replicas-start
 {%- endif %}
 
 restore-roundtrip:

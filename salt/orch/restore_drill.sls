@@ -19,11 +19,10 @@
 
 {%- if not target %}
 restore-drill-point:
-  salt.function:
+  halite_ssh.function:
     - name: pgbackrest.restore_point
     - tgt: {{ db|join(',') }}
     - tgt_type: list
-    - ssh: True
     - kwarg:
         name: {{ point }}
         database: {{ salt['pillar.get']('halite:users:app:database') }}
@@ -32,18 +31,21 @@ restore-drill-point:
 {%- endif %}
 
 restore-drill:
-  salt.function:
+  halite_ssh.function:
     - name: pgbackrest.drill
     - tgt: {{ backup[0] }}
-    - ssh: True
     - kwarg:
         stanza: {{ salt['pillar.get']('halite:backup:stanza') }}
-        target: {{ target|json }}
+        # JSON text: salt-ssh hands keyword values to the host as text
+        target: {{ target|json|json }}
         database: {{ salt['pillar.get']('halite:users:app:database') }}
+        config: {{ salt['pillar.get']('halite:pgbackrest_paths:drill_conf') }}
+        port: {{ salt['pillar.get']('halite:backup:drill_port') }}
+        pg_bin: {{ salt['pillar.get']('halite:pg_paths')[backup[0]].pg_bindir }}
 {%- if salt['pillar.get']('set') %}
         set: {{ salt['pillar.get']('set')|json }}
 {%- endif %}
 {%- if not salt['pillar.get']('target') %}
     - require:
-      - salt: restore-drill-point
+      - halite_ssh: restore-drill-point
 {%- endif %}

@@ -8,11 +8,10 @@
 {%- endif %}
 
 restore-point-create:
-  salt.function:
+  halite_ssh.function:
     - name: pgbackrest.restore_point
     - tgt: {{ db|join(',') }}
     - tgt_type: list
-    - ssh: True
     - kwarg:
         name: {{ name|json }}
         database: {{ salt['pillar.get']('halite:users:app:database') }}

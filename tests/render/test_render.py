@@ -83,7 +83,8 @@ def test_orchestrations_render(tmp, sls):
     res = salt_call(tmp, "control", "Debian", "state.show_sls", f"orch.{sls}", *extra)
     assert res.returncode == 0, res.stdout + res.stderr
     steps = json.loads(res.stdout)["local"]
-    assert steps and all("salt" in step for step in steps.values()), steps
+    # salt.state / salt.function steps, or halite_ssh.function (etc/salt/orchstates)
+    assert steps and all("salt" in step or "halite_ssh" in step for step in steps.values()), steps
 
 
 def orch_steps(tmp, sls, pillar):
@@ -93,7 +94,7 @@ def orch_steps(tmp, sls, pillar):
 
 def step_args(step: dict) -> dict:
     out = {}
-    for item in step["salt"]:
+    for item in step.get("salt") or step["halite_ssh"]:
         if isinstance(item, dict):
             out.update(item)
     return out

@@ -98,9 +98,12 @@ def test_restore_checks_first_stops_replicas_before_the_leader_and_restores_the_
     assert after("restore-recover") == ["restore-data"]
     assert after("restore-leader-start") == ["restore-recover"]
     assert after("restore-replicas-wipe") == ["restore-leader-up"]
-    assert step_args(steps["restore-stop-replicas"])["kwarg"] == {"role": "replica"}
+    assert step_args(steps["restore-stop-replicas"])["kwarg"] == {
+        "role": "replica", "pg_path": "/var/lib/postgresql/15/halite", "bin_dir": "/usr/lib/postgresql/15/bin",
+        "api_port": 8008}
     assert step_args(steps["restore-plan"])["tgt"] == "db-02"
-    assert step_args(steps["restore-plan"])["kwarg"]["target"] == {"time": "2026-11-30 08:00:00+00"}
+    # as JSON text: salt-ssh hands keyword values to the host as text
+    assert json.loads(step_args(steps["restore-plan"])["kwarg"]["target"]) == {"time": "2026-11-30 08:00:00+00"}
     assert step_args(steps["restore-data"])["tgt"] == "db-02"
     assert step_args(steps["restore-replicas-wipe"])["tgt"] == "db-01,db-03"
     assert after("restore-roundtrip") == ["restore-cluster-healthy"]
@@ -110,6 +113,6 @@ def test_the_drill_makes_its_own_restore_point_unless_given_a_target(tmp):
     _, steps = orch_steps(tmp, "restore_drill", {})
     point = step_args(steps["restore-drill-point"])["kwarg"]["name"]
     assert point.startswith("drill-")
-    assert step_args(steps["restore-drill"])["kwarg"]["target"] == {"name": point}
+    assert json.loads(step_args(steps["restore-drill"])["kwarg"]["target"]) == {"name": point}
     _, steps = orch_steps(tmp, "restore_drill", {"target": {"name": "before-42"}})
     assert set(steps) == {"restore-drill"}
