@@ -1113,7 +1113,7 @@ def plan_target(record: dict, target, known_names=None, now=None, set=None,  # p
 
 
 def check_target(stanza, target, known_names=None, now=None, config=None, runas=DEFAULT_RUNAS,
-                 timeout=DEFAULT_TIMEOUT, wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
+                 timeout=DEFAULT_TIMEOUT, wal_segment_size=WAL_SEGMENT_SIZE, archive_wait=0) -> dict:
     """Check that a recovery target can be reached, and choose the backup set for it.
 
     Only reads (``pgbackrest info``, and for a time the listing of the newest
@@ -1148,6 +1148,8 @@ def check_target(stanza, target, known_names=None, now=None, config=None, runas=
     :param runas: user that runs pgbackrest.
     :param timeout: seconds.
     :param wal_segment_size: PostgreSQL's WAL segment size, in bytes.
+    :param archive_wait: seconds to wait for a restore point's WAL to reach the
+        repository before judging (0: judge now).
     :returns: ``{"type": "time"|"lsn"|"name"|"default", "target": normalised text or None
         (time in UTC, PostgreSQL's style), "set": backup label}``.
     :raises CommandExecutionError: one sentence saying why the target cannot be reached or is malformed.
@@ -1159,7 +1161,7 @@ def check_target(stanza, target, known_names=None, now=None, config=None, runas=
         salt-ssh backup-01 pgbackrest.check_target halite '{"time": "2026-11-30 08:15:00+00"}'
         salt-ssh backup-01 pgbackrest.check_target halite '{"name": "before-upgrade"}' known_names='[before-upgrade]'
     """
-    return _plan(stanza, target, known_names, now, None, config, runas, timeout, wal_segment_size)
+    return _plan(stanza, target, known_names, now, None, config, runas, timeout, wal_segment_size, archive_wait)
 
 
 def _wal_archived_at(record: dict, config, runas, timeout):
@@ -1178,10 +1180,38 @@ def _wal_archived_at(record: dict, config, runas, timeout):
     return max(times) if times else None
 
 
+def _point_lsn(target, known_names):
+    """The LSN of a ``name`` target when ``known_names`` maps names to LSNs, else None."""
+    if not isinstance(target, dict) or "name" not in target or not isinstance(known_names, dict):
+        return None
+    value = known_names.get(target["name"])
+    value = value.get("lsn") if isinstance(value, dict) else value
+    return lsn(value) if isinstance(value, str) else None
+
+
 def _plan(stanza, target, known_names, now, set, config, runas, timeout,  # pylint: disable=redefined-builtin
-          wal_segment_size=WAL_SEGMENT_SIZE) -> dict:
-    """:func:`plan_target` on the stanza as pgBackRest lists it now (None: the latest)."""
+          wal_segment_size=WAL_SEGMENT_SIZE, archive_wait=0) -> dict:
+    """:func:`plan_target` on the stanza as pgBackRest lists it now (None: the latest).
+
+    With ``archive_wait`` seconds, a restore point whose WAL has not reached the
+    repository yet (archiving is asynchronous; a point made a moment ago) is
+    waited for, up to that long, before the target is judged.
+    """
     record = _one(stanza, config, runas, timeout)
+    point = _point_lsn(target, known_names)
+    if point is not None and float(archive_wait or 0) > 0:
+        deadline = time.monotonic() + float(archive_wait)
+        while True:
+            newest, end = _archive_end(record, wal_segment_size)
+            if end is not None and end > point:
+                break
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(
+                    f"pgbackrest (stanza {stanza}): the WAL of restore point {target['name']} "
+                    f"(lsn {_lsn_text(point)}) has not reached the repository within {archive_wait}s (newest "
+                    f"archived segment: {newest}); is archiving working? (pgbackrest check)")
+            time.sleep(2)
+            record = _one(stanza, config, runas, timeout)
     target = {"latest": True} if target is None else target
     archived_at = (_wal_archived_at(record, config, runas, timeout)
                    if isinstance(target, dict) and "time" in target and record["backups"] else None)
@@ -1450,7 +1480,7 @@ def _compare_tables(seen: dict, expected) -> tuple[dict, list]:
 
 def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint: disable=redefined-builtin
           scratch=DEFAULT_SCRATCH, port=None, pg_bin=None, known_names=None, config=None,
-          runas=DEFAULT_RUNAS, timeout=BACKUP_TIMEOUT, keep=False, points_dsn=None) -> dict:
+          runas=DEFAULT_RUNAS, timeout=BACKUP_TIMEOUT, keep=False, points_dsn=None, archive_wait=0) -> dict:
     """Prove that a backup restores: restore it into a scratch folder, start it alone, check it, remove it.
 
     Runs where the repository is (the backup host) and touches no cluster:
@@ -1488,6 +1518,8 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
     :param runas: user that runs pgbackrest and the copy's PostgreSQL.
     :param timeout: seconds for the restore, and again for the recovery.
     :param keep: keep the stopped copy in the scratch folder.
+    :param archive_wait: seconds to wait for a restore point's WAL to reach the repository
+        (archiving is asynchronous: a point made a moment ago may not be there yet).
     :param points_dsn: where the cluster's restore points are read (:func:`restore_points`)
         for a ``name`` target given without ``expected``/``known_names``; default: the pillar's.
     :returns: ``{"ok", "set", "type", "target", "restored_lsn" (pg_current_wal_lsn after
@@ -1540,7 +1572,8 @@ def drill(stanza, target=None, set=None, expected=None, database=None,  # pylint
         data = os.path.join(home, "data")
         owner = _owner(runas, "pgbackrest drill")
         user = runas or pwd.getpwuid(os.geteuid()).pw_name  # the copy's only database user
-        chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT)
+        chosen = _plan(stanza, target, known_names, None, set, config, runas, DEFAULT_TIMEOUT,
+                       archive_wait=archive_wait)
     except CommandExecutionError as exc:
         raise CommandExecutionError(f"restore drill: {exc}") from exc
 

@@ -305,7 +305,8 @@ def plan(stanza, target, database, socket_dir="/var/run/postgresql", port=5432, 
             raise CommandExecutionError(f"target is not JSON: {target!r}") from exc
     known = (restore_points(database, socket_dir, port) if isinstance(target, dict) and "name" in target
              else None)
-    checked = __salt__["pgbackrest.check_target"](stanza, target, known_names=known)
+    # a restore point made a moment ago may still be on its way to the repository (asynchronous archiving)
+    checked = __salt__["pgbackrest.check_target"](stanza, target, known_names=known, archive_wait=120)
     tmp = plan_file + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -42,6 +42,8 @@ restore-drill:
         config: {{ salt['pillar.get']('halite:pgbackrest_paths:drill_conf') }}
         port: {{ salt['pillar.get']('halite:backup:drill_port') }}
         pg_bin: {{ salt['pillar.get']('halite:pg_paths')[backup[0]].pg_bindir }}
+        # the restore point's WAL may still be on its way to the repository
+        archive_wait: 120
 {%- if salt['pillar.get']('set') %}
         set: {{ salt['pillar.get']('set')|json }}
 {%- endif %}

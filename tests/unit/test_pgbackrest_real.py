@@ -519,3 +519,18 @@ def test_drill_of_a_damaged_backup_fails_with_pgbackrests_error(repo, point):
     assert msg.startswith("restore drill: pgbackrest restore (stanza halite) failed (exit "), msg
     assert "ERROR: [" in msg, msg
     assert list(scratch.iterdir()) == []
+
+
+def test_a_restore_point_not_yet_archived_is_waited_for_then_refused(repo, point):
+    """archive_wait: a point whose WAL is not in the repository (asynchronous archiving) is
+    waited for, up to the bound, then refused with a sentence saying what is missing."""
+    far = {"rp-future": "F/0"}
+    started = time.monotonic()
+    with pytest.raises(CommandExecutionError, match=r"the WAL of restore point rp-future \(lsn F/0\) has not "
+                                                    r"reached the repository within 3s"):
+        pgbackrest.check_target(STANZA, {"name": "rp-future"}, known_names=far, config=repo["config"],
+                                runas=RUNAS, archive_wait=3)
+    assert time.monotonic() - started >= 3
+    # an archived point passes at once
+    assert pgbackrest.check_target(STANZA, {"name": "rp1"}, known_names=known(point), config=repo["config"],
+                                   runas=RUNAS, archive_wait=3)["type"] == "name"
