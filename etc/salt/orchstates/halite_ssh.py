@@ -28,6 +28,16 @@ def __virtual__():
     return "halite_ssh"
 
 
+def _announce(tag_data: dict) -> None:
+    """The ``salt/run/<jid>/args`` event salt.function fires as a step starts (``halite orch`` prints it)."""
+    import salt.utils.event
+
+    try:
+        salt.utils.event.fire_args(__opts__, __orchestration_jid__, tag_data, "run")  # pylint: disable=undefined-variable
+    except NameError:  # not inside an orchestration
+        pass
+
+
 def _error_text(data) -> str:
     """The function's own message out of salt-ssh's answer for one host."""
     if isinstance(data, dict):
@@ -74,6 +84,7 @@ def function(name, tgt, tgt_type="glob", arg=None, kwarg=None, timeout=None):
         ret["comment"] = f"{name} would run on {tgt}"
         return ret
     kw = {"arg": list(arg or []), "kwarg": dict(kwarg or {}), "tgt_type": tgt_type, "ssh": True}
+    _announce({"type": "function", "tgt": tgt, "name": name, "args": kw})
     if timeout:
         kw["timeout"] = timeout
     try:
