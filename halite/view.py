@@ -456,13 +456,10 @@ def host_view(data: dict, host: str) -> dict:
         wanted |= {"move_source", "move_target"}
     view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
     if "backup" in roles:
-        # the restore points, read from whichever member answers (halite.restore_points); the
-        # backup host's libpq service file (pgbackrest.RESTORE_POINTS_SERVICE) holds these
+        # the restore points, read from whichever member answers (halite.restore_points), with
+        # the backup host's read-only login: a libpq service file and postgres's .pgpass
+        # (salt/backup/repo.sls; pgbackrest.RESTORE_POINTS_SERVICE)
         u = data["users"]
-        view["dsn"]["restore_points"] = formats.conninfo(
-            ("host", ",".join(cluster_address(topo, h) for h in etcd_hosts(topo))),
-            ("port", data["postgresql"]["port"]), ("dbname", u["app"]["database"]),
-            ("user", u["backup"]["username"]), ("password", u["backup"]["password"]), ("connect_timeout", 5))
         members = [cluster_address(topo, h) for h in etcd_hosts(topo)]
         port = data["postgresql"]["port"]
         view["restore_points_service"] = [
