@@ -370,6 +370,14 @@ def _age(backup):
     return max(0, int(time.time()) - backup["stop"])
 
 
+def _stanza_command(command: str, stanza, config, runas, timeout) -> bool:
+    """Run a pgbackrest command that only succeeds or fails (check, stanza-create) on one stanza."""
+    if not stanza:
+        raise CommandExecutionError(f"pgbackrest {command}: a stanza name is needed")
+    _run(command, stanza, config, runas, timeout)
+    return True
+
+
 def check(stanza, config=None, runas=DEFAULT_RUNAS, timeout=CHECK_TIMEOUT) -> bool:
     """Run ``pgbackrest check``: configuration, repository and WAL archiving.
 
@@ -390,10 +398,7 @@ def check(stanza, config=None, runas=DEFAULT_RUNAS, timeout=CHECK_TIMEOUT) -> bo
 
         salt-ssh db-01 pgbackrest.check stanza=halite
     """
-    if not stanza:
-        raise CommandExecutionError("pgbackrest check: a stanza name is needed")
-    _run("check", stanza, config, runas, timeout)
-    return True
+    return _stanza_command("check", stanza, config, runas, timeout)
 
 
 def segment_number(name: str, wal_segment_size: int = WAL_SEGMENT_SIZE) -> int:
@@ -628,10 +633,7 @@ def stanza_create(stanza, config=None, runas=DEFAULT_RUNAS, timeout=DEFAULT_TIME
 
         salt-ssh backup-01 pgbackrest.stanza_create stanza=halite
     """
-    if not stanza:
-        raise CommandExecutionError("pgbackrest stanza-create: a stanza name is needed")
-    _run("stanza-create", stanza, config, runas, timeout)
-    return True
+    return _stanza_command("stanza-create", stanza, config, runas, timeout)
 
 
 def backup(stanza, type="incr", config=None, runas=DEFAULT_RUNAS,  # pylint: disable=redefined-builtin

@@ -152,3 +152,28 @@ def _generated_material_in_a_temporary_folder(tmp_path_factory, monkeypatch):
     """halite's CA, host certificates and generated secrets (halite.pki.state_dir) go to a
     folder of the test session, never to the repository's .halite/ that the lab uses."""
     monkeypatch.setenv("HALITE_STATE_DIR", str(tmp_path_factory.getbasetemp() / "halite-state"))
+
+
+@pytest.fixture
+def open_umask():
+    """A umask of 0, so file modes come from the code under test and not from the caller's umask."""
+    import os
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+@pytest.fixture
+def fsync_modes(monkeypatch) -> list:
+    """The mode of every file as it is fsync'ed (before its rename into place), in order."""
+    import os
+    import stat
+    seen: list = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen

@@ -16,13 +16,6 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture
-def open_umask():
-    old = os.umask(0)
-    yield
-    os.umask(old)
-
-
 def test_a_secret_is_stable_across_calls(tmp_path):
     first = generated.secret(tmp_path, "patroni.rest_password")
     assert generated.secret(tmp_path, "patroni.rest_password") == first
@@ -77,15 +70,8 @@ def test_a_value_written_by_hand_is_returned_as_it_is(tmp_path):
     assert yaml.safe_load((tmp_path / "secrets.yaml").read_text())["x"] == "my own: password"
 
 
-def test_the_file_is_replaced_atomically_without_temporaries_left(tmp_path, monkeypatch, open_umask):
-    seen = []
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+def test_the_file_is_replaced_atomically_without_temporaries_left(tmp_path, open_umask, fsync_modes):
+    seen = fsync_modes
     inode = None
     for name in ("a", "b"):
         generated.secret(tmp_path, name)

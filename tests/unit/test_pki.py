@@ -40,14 +40,6 @@ def ext(cert: x509.Certificate, cls):
 
 
 @pytest.fixture
-def open_umask():
-    """A umask of 0, so modes come from the code and not from the caller's umask."""
-    old = os.umask(0)
-    yield
-    os.umask(old)
-
-
-@pytest.fixture
 def ca_dir(tmp_path) -> Path:
     directory = tmp_path / "state" / "test"
     pki.ensure_ca(directory, "test")
@@ -122,15 +114,8 @@ def test_the_ca_key_is_0600_and_the_directory_0700(tmp_path, open_umask):
     assert not [p for p in directory.iterdir() if p.name.startswith(".ca.")]  # no temporary left
 
 
-def test_no_key_is_ever_readable_by_others_while_it_is_written(tmp_path, monkeypatch, open_umask):
-    seen = []
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+def test_no_key_is_ever_readable_by_others_while_it_is_written(tmp_path, open_umask, fsync_modes):
+    seen = fsync_modes
     pki.ensure_ca(tmp_path, "lab")
     issue(tmp_path)
     assert len(seen) == 4 and set(seen) == {0o600}
