@@ -24,7 +24,8 @@ import re
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from halite import platforms
 
@@ -629,6 +630,34 @@ class Backup(Model):
                                                "listening on a Unix socket only")
 
 
+#: The links halite encrypts with certificates from its own CA (halite.pki).
+TlsLink = Literal["etcd", "patroni_api", "postgresql", "pgbouncer", "site"]
+
+
+class Tls(Model):
+    """TLS on every link, with certificates from halite's CA (made on the control machine on
+    first use, or yours: README, Security)."""
+
+    unsafe_plaintext: list[TlsLink] = Field(
+        default_factory=list,
+        description="UNSAFE: links left in clear text (etcd, patroni_api, postgresql, pgbouncer, site); "
+                    "passwords and data then cross the network readable by anyone on it")
+    cert_days: Annotated[int, Field(ge=2, le=825)] = Field(
+        397, description="days a newly issued host certificate is valid")
+    renew_before_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        30, description="a host certificate with fewer days left is renewed by the next apply "
+                        "(orch.rotate_certs); the expiry check fails below this")
+
+    @model_validator(mode="after")
+    def _renew_inside_validity(self):
+        if self.renew_before_days >= self.cert_days:
+            raise ValueError(f"renew_before_days ({self.renew_before_days}) must be below cert_days "
+                             f"({self.cert_days}), or every apply would issue new certificates")
+        if len(set(self.unsafe_plaintext)) != len(self.unsafe_plaintext):
+            raise ValueError("unsafe_plaintext names a link twice")
+        return self
+
+
 class User(Model):
     username: PgIdent
     password: Secret
@@ -736,6 +765,7 @@ class Settings(Model):
     legacy: Legacy = Field(default_factory=Legacy)
     move: Move = Field(default_factory=Move)
     backup: Backup = Field(default_factory=Backup)
+    tls: Tls = Field(default_factory=Tls)
     users: Users
     monitoring: Monitoring = Field(default_factory=Monitoring)
 

@@ -22,11 +22,11 @@ from halite.model import DCS_KEYS
 ROLE_STATES: dict[str, list[str]] = {
     "jump": [],
     # pgbackrest only when the topology has a backup host (see host_states)
-    "db": ["etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"],
-    "haproxy": ["haproxy"],
-    "app": ["web"],
+    "db": ["tls", "etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"],
+    "haproxy": ["tls", "haproxy"],
+    "app": ["tls", "web"],
     "legacy_db": ["legacy"],
-    "backup": ["backup"],
+    "backup": ["tls", "backup"],
 }
 
 #: Which roles need which secret (dotted key in the settings). A host gets a
@@ -469,9 +469,10 @@ def host_view(data: dict, host: str) -> dict:
         view["restore_points_pgpass"] = "".join(
             formats.pgpass_line(m, port, u["app"]["database"], u["backup"]["username"], u["backup"]["password"]) + "\n"
             for m in members)
+    if set(TLS_ROLES) & set(roles):
+        view["tls"] = tls_material(data, host)
     if backup_host(data) and {"db", "backup"} & set(roles):
         view["pgbackrest"] = pgbackrest_view(data, host)
-        view["tls"] = tls_material(data, host)
         view["restore_command"] = archive_commands(data)["restore_command"]
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
@@ -481,6 +482,48 @@ def host_view(data: dict, host: str) -> dict:
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     return view
+
+
+#: Where halite's CA certificate and each host's own certificate and key live on the host
+#: (salt/tls): ``key`` is root's (nginx, HAProxy read it before dropping privileges); a
+#: service running as its own user gets its own copy, ``keys[user]``, readable by it alone.
+TLS_PATHS = {
+    "dir": "/etc/halite/tls",
+    "ca": "/etc/halite/tls/ca.crt",
+    "cert": "/etc/halite/tls/host.crt",
+    "key": "/etc/halite/tls/host.key",
+    "keys": {"postgres": "/etc/halite/tls/postgres.key", "etcd": "/etc/halite/tls/etcd.key"},
+}
+
+#: The roles whose hosts hold a certificate from halite's CA (servers and clients of TLS links).
+TLS_ROLES = ("db", "haproxy", "app", "backup")
+
+#: The links halite can encrypt (model ``tls.unsafe_plaintext`` names them).
+TLS_LINKS = ("etcd", "patroni_api", "postgresql", "pgbouncer", "site")
+
+
+def tls_on(data: dict) -> dict:
+    """``{link: True}`` for each link encrypted, ``False`` for those the pillar leaves in
+    clear text with ``tls.unsafe_plaintext``."""
+    off = set(data["tls"]["unsafe_plaintext"])
+    return {link: link not in off for link in TLS_LINKS}
+
+
+def service_name(data: dict) -> str:
+    """The cluster's name as clients verify it through HAProxy (libpq ``host`` with
+    ``hostaddr``): in every db host's certificate."""
+    return f"{data['patroni']['scope']}.{data['topology']['domain']}"
+
+
+def cert_names(data: dict, host: str) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses in ``host``'s certificate: its name, its name in the
+    domain, every address, and for a db host the cluster's :func:`service_name`."""
+    topo = data["topology"]
+    entry = topo["hosts"][host]
+    names = [host, f"{host}.{topo['domain']}"]
+    if "db" in (entry.get("roles") or []):
+        names.append(service_name(data))
+    return names, sorted(set(entry["addresses"].values()))
 
 
 def state_dir(data: dict):
@@ -498,8 +541,10 @@ def tls_material(data: dict, host: str) -> dict:
     topo = data["topology"]
     where = state_dir(data)
     ca = pki.ensure_ca(where, topo["name"])
-    names = [host, f"{host}.{topo['domain']}"]
-    cert, key = pki.host_cert(where, host, names, sorted(set(topo["hosts"][host]["addresses"].values())))
+    names, addresses = cert_names(data, host)
+    tls = data["tls"]
+    cert, key = pki.host_cert(where, host, names, addresses, days=tls["cert_days"],
+                              renew_before_days=tls["renew_before_days"])
     return {"ca": ca, "cert": cert, "key": key}
 
 
@@ -537,6 +582,9 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     out = strip_secrets(data, roles)
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
     out["pgbackrest_paths"] = dict(PGBACKREST_PATHS)
+    out["tls_paths"] = copy.deepcopy(TLS_PATHS)
+    out["tls_on"] = tls_on(data)
+    out["service_name"] = service_name(data)
     # each host's PostgreSQL paths, for orchestrations that pass them to module functions
     # (salt-ssh gives a function called directly no pillar on the host)
     out["pg_paths"] = {}

@@ -122,7 +122,7 @@ def test_firewall_rules_follow_the_topology(good):
 def test_pillar_gives_each_host_its_view(good):
     pillar = config.pillar_for("db-02", load(*good))["halite"]
     assert pillar["host"]["address"] == "10.77.1.12"
-    assert pillar["host"]["states"] == ["etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"]
+    assert pillar["host"]["states"] == ["tls", "etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"]
     assert pillar["roles"]["haproxy"] == ["app-01"]
     assert "host" not in config.pillar_for("control", load(*good))["halite"]
 
