@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.request
 
@@ -52,12 +53,45 @@ def check_keywords(kwargs: dict, allowed) -> None:
         )
 
 
-def base_url(host: str, port) -> str:
-    """``http://host:port``, with an IPv6 address in brackets."""
+def base_url(host: str, port, scheme: str = "http") -> str:
+    """``scheme://host:port``, with an IPv6 address in brackets."""
+    if scheme not in ("http", "https"):
+        raise SaltInvocationError(f"scheme must be http or https, not {scheme!r}")
     host = str(host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{int(port)}"
+    return f"{scheme}://{host}:{int(port)}"
+
+
+def opener(ca_file=None, cert_file=None, key_file=None):
+    """A URL opener that talks straight to the server (never through an ``http_proxy``
+    from the environment).
+
+    With ``ca_file``, https servers are verified against that CA alone (halite's CA:
+    ``/etc/halite/tls/ca.crt``), names included; with ``cert_file`` and ``key_file`` the
+    opener also shows that client certificate (etcd asks for one).
+
+    :param ca_file: the CA certificate to trust, or None (plain http only).
+    :param cert_file: the client certificate, or None.
+    :param key_file: its key.
+    :returns: a ``urllib.request.OpenerDirector``.
+    :raises CommandExecutionError: a file that cannot be read or is not a certificate/key.
+
+    CLI Example (from a module)::
+
+        opener = __utils__["halite_http.opener"]("/etc/halite/tls/ca.crt")
+    """
+    handlers = [urllib.request.ProxyHandler({})]
+    if ca_file:
+        try:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandExecutionError(
+                f"TLS files {ca_file}, {cert_file or '-'}, {key_file or '-'} cannot be used: {exc}") from None
+        handlers.append(urllib.request.HTTPSHandler(context=ctx))
+    return urllib.request.build_opener(*handlers)
 
 
 def _error_body(exc: urllib.error.HTTPError) -> str:

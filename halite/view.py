@@ -517,13 +517,15 @@ def service_name(data: dict) -> str:
 
 def cert_names(data: dict, host: str) -> tuple[list[str], list[str]]:
     """The DNS names and IP addresses in ``host``'s certificate: its name, its name in the
-    domain, every address, and for a db host the cluster's :func:`service_name`."""
+    domain, every address, for a db host the cluster's :func:`service_name`, and the
+    loopback (``localhost``, 127.0.0.1) that local clients dial."""
     topo = data["topology"]
     entry = topo["hosts"][host]
     names = [host, f"{host}.{topo['domain']}"]
     if "db" in (entry.get("roles") or []):
         names.append(service_name(data))
-    return names, sorted(set(entry["addresses"].values()))
+    # local clients (halite's modules, patronictl, Patroni's callbacks) dial 127.0.0.1
+    return [*names, "localhost"], sorted(set(entry["addresses"].values())) + ["127.0.0.1"]
 
 
 def state_dir(data: dict):
