@@ -110,6 +110,40 @@ def firewall_rules(data: dict, host: str) -> list[dict]:
     return rules
 
 
+def firewall_matrix(data: dict) -> list[dict]:
+    """Every (source, destination address, port) pair the access table speaks of, and its verdict.
+
+    Sources are every host and the control machine; destinations every other host's
+    addresses on a network the source shares; ports every port of ``firewall.services``
+    and SSH. ``allowed`` is what :func:`firewall_rules` lets in. The lab's security test
+    tries each pair and writes the result to ``docs/firewall-matrix.md``.
+
+    :returns: ``[{"src", "dst", "address", "network", "port", "service", "allowed"}, ...]``.
+    """
+    topo = data["topology"]
+    ports: dict[int, str] = {22: "ssh"}
+    for svc in data["firewall"]["services"]:
+        for port in svc["ports"]:
+            ports.setdefault(port, svc["name"])
+    sources = {h: dict(e["addresses"]) for h, e in topo["hosts"].items()}
+    sources["control"] = {n: net["control_address"] for n, net in topo["networks"].items()
+                          if net.get("control_address")}
+    out = []
+    for src, src_addrs in sources.items():
+        for dst, entry in topo["hosts"].items():
+            if dst == src:
+                continue
+            rules = firewall_rules(data, dst)
+            for network, address in entry["addresses"].items():
+                if network not in src_addrs:
+                    continue
+                for port, service in sorted(ports.items()):
+                    allowed = any(port in r["ports"] and src_addrs[network] in r["sources"] for r in rules)
+                    out.append({"src": src, "dst": dst, "address": address, "network": network,
+                                "port": port, "service": service, "allowed": allowed})
+    return out
+
+
 def allowed_hosts(data: dict, role: str, port: int) -> list[str]:
     """Hosts of the topology the access table lets reach ``port`` on hosts of ``role``."""
     topo = data["topology"]
