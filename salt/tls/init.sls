@@ -42,3 +42,11 @@ halite-tls-key:
     - show_changes: False
     - require:
       - file: halite-tls-dir
+
+# a certificate about to end fails the apply (renew: orch.rotate_certs)
+halite-tls-cert-fresh:
+  cert_health.fresh:
+    - name: {{ p.cert }}
+    - min_days: {{ hl.tls.renew_before_days }}
+    - require:
+      - file: halite-tls-cert
