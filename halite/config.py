@@ -74,7 +74,7 @@ def topology_path() -> Path:
 
 def settings_paths() -> list[Path]:
     """Settings files that exist, in merge order (later wins)."""
-    paths = [p for p in (PILLAR_DIR / "lab.yaml", PILLAR_DIR / "secrets.yaml", PILLAR_DIR / "local.yaml")
+    paths = [p for p in (PILLAR_DIR / "lab.yaml", PILLAR_DIR / "local.yaml")
              if p.exists()]
     extra = os.environ.get("HALITE_SETTINGS")
     return paths + ([Path(extra)] if extra else [])
@@ -95,16 +95,20 @@ def raw(topology: dict | None = None, settings: dict | None = None,
 
 
 def load(topology: dict | None = None, settings: dict | None = None,
-         topology_file: Path | None = None, settings_files: list[Path] | None = None) -> dict:
+         topology_file: Path | None = None, settings_files: list[Path] | None = None,
+         generate: bool = True) -> dict:
     """Read (or take), merge and check the whole description.
 
     :param topology: a topology mapping; read from ``topology_path()`` if None.
     :param settings: a settings mapping; read from ``settings_paths()`` if None.
+    :param generate: fill in the secrets the settings leave empty, generated on first use
+        and kept on this (the control) machine (:func:`halite.view.with_generated`).
     :returns: ``{"topology": ..., plus every settings key}``, checked, defaults
         filled in, the chosen timing profile merged under ``patroni.dcs``.
     :raises ConfigError: every problem, one line each.
     """
-    return model.dump(model.validate(raw(topology, settings, topology_file, settings_files)))
+    data = model.dump(model.validate(raw(topology, settings, topology_file, settings_files)))
+    return view.with_generated(data) if generate else data
 
 
 def load_topology() -> dict:
@@ -115,7 +119,7 @@ def load_topology() -> dict:
 def check(topology_file: Path | None = None, settings_files: list[Path] | None = None) -> list[tuple[str, str]]:
     """Every problem of a description as ``(key, message)``; empty when it is good."""
     try:
-        load(topology_file=topology_file, settings_files=settings_files)
+        load(topology_file=topology_file, settings_files=settings_files, generate=False)
     except ConfigError as exc:
         return exc.problems
     return []

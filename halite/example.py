@@ -18,36 +18,26 @@ HEADER = """\
 # Every setting halite reads, with halite's defaults (generated from
 # halite/model.py by `halite config example`; do not edit by hand).
 # Put yours in pillar/local.yaml (ignored by git) or in a file named by
-# HALITE_SETTINGS; they are merged over pillar/lab.yaml and pillar/secrets.yaml
-# and checked (`halite config check`) before any run. Hosts, roles and
-# addresses live in the topology file (pillar/topology.yaml). Keys marked
-# "required" have no default: secrets, which each host receives only when
-# its roles need them (`halite config show HOST`). A password may hold any
-# printable character (quotes, $, :, \\, spaces, #, non-ASCII; no emoji in the
-# roles Salt creates: pgbouncer_auth, app, legacy_move); halite escapes it
-# for every file it lands in (halite/formats.py).
+# HALITE_SETTINGS; they are merged over pillar/lab.yaml and checked
+# (`halite config check`) before any run. Hosts, roles and addresses live in
+# the topology file (pillar/topology.yaml). Every password and key left empty
+# (null) is generated on first use and kept on the control machine only
+# (.halite/<topology>/secrets.yaml, mode 0600, ignored by git); each host
+# receives only the secrets its roles need (`halite config show HOST`). Your
+# own may hold any printable character (quotes, $, :, \\, spaces, #,
+# non-ASCII; no emoji in the roles Salt creates: pgbouncer_auth, app,
+# legacy_move); halite escapes them for every file they land in
+# (halite/formats.py). Keep them in pillar/local.yaml or encrypt them with
+# Salt's gpg renderer (README, Security).
 """
-
-#: Placeholder values that let the model fill in its defaults around the required keys.
-_REQUIRED_PLACEHOLDERS = {
-    "patroni": {"restapi": {"password": "x"}},
-    "web": {"secret_key": "x"},
-    "users": {k: {"username": k, "password": "x", **({"database": "db"} if k == "app" else {})}
-              for k in model.Users.model_fields},
-}
-
 
 def defaults() -> dict:
     """The model's defaults as plain data (required secrets left out)."""
     from halite import config
 
     topo = config.read_yaml(config.PILLAR_DIR / "topology.yaml")
-    data = model.Settings.model_validate({"topology": topo, **_REQUIRED_PLACEHOLDERS}).model_dump(
-        by_alias=True, mode="json")
+    data = model.Settings.model_validate({"topology": topo}).model_dump(by_alias=True, mode="json")
     data.pop("topology")
-    data.pop("users")
-    data["patroni"]["restapi"].pop("password")
-    data["web"].pop("secret_key")
     return data
 
 
@@ -72,10 +62,7 @@ def _emit(cls: type[BaseModel], values: dict | None, indent: int, out: list[str]
         if indent == 0:
             out.append("")
         if values is None or key not in values:
-            if cls is model.Users:
-                extra = ", database: ..." if key == "app" else ""
-                out.append(f"{pad}# {key}: {{username: ..., password: ...{extra}}}  (required)")
-            elif sub is not None:
+            if sub is not None:
                 out.append(f"{pad}{key}:" + (f"  # {desc}" if desc else ""))
                 _emit(sub, None, indent + 2, out)
             else:
@@ -100,7 +87,5 @@ def _emit(cls: type[BaseModel], values: dict | None, indent: int, out: list[str]
 def render() -> str:
     """The text of ``pillar.example``."""
     out: list[str] = [HEADER.rstrip("\n")]
-    values = defaults()
-    values["users"] = None
-    _emit(model.Settings, {k: v for k, v in values.items() if v is not None}, 0, out)
+    _emit(model.Settings, defaults(), 0, out)
     return "\n".join(out) + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import hashlib
 import math
 import re
 import typing
@@ -210,6 +211,8 @@ HostName = Annotated[str, AfterValidator(_host_name)]
 PgIdent = Annotated[str, AfterValidator(_pg_ident)]
 Name = Annotated[str, AfterValidator(_name)]
 Secret = Annotated[str, AfterValidator(_secret)]
+_GENERATED = ("empty: generated on the control machine on first use and kept there "
+              "(.halite/<topology>/secrets.yaml, halite.generated)")
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Size = Annotated[Any, AfterValidator(_size)]
 Duration = Annotated[str, AfterValidator(_duration)]
@@ -393,6 +396,14 @@ class Dcs(Timing):
     postgresql: DcsPostgreSQL = Field(default_factory=DcsPostgreSQL)
 
 
+def _plain_secret(v: str) -> str:
+    _secret(v)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,}", v):
+        raise ValueError("must be at least 16 letters, digits, '-' or '_' (pgBackRest's configuration file "
+                         "has no quoting)")
+    return v
+
+
 def _ascii_secret(v: str) -> str:
     _secret(v)
     if not v.isascii():
@@ -406,8 +417,8 @@ def _ascii_secret(v: str) -> str:
 class RestApi(Model):
     port: Port = Field(8008, description="Patroni's REST API port")
     username: Name = Field("patroni", description="user for the REST API's unsafe endpoints")
-    password: Annotated[str, AfterValidator(_ascii_secret)] = Field(
-        description="its password (secret; printable ASCII)")
+    password: Annotated[str, AfterValidator(_ascii_secret)] | None = Field(
+        None, description="its password (secret; printable ASCII); " + _GENERATED)
 
 
 def _default_profiles() -> dict:
@@ -432,7 +443,7 @@ class Patroni(Model):
     scope: Name = Field("halite", description="the cluster's name in the DCS")
     namespace: Annotated[str, AfterValidator(_namespace)] = Field(
         "/service/", description="the DCS key prefix")
-    restapi: RestApi
+    restapi: RestApi = Field(default_factory=RestApi)
     profile: Name = Field("halite", description="timing profile merged under dcs (README: timing profiles)")
     profiles: dict[Name, Timing] = Field(default_factory=_default_profiles, description="named timing profiles")
     dcs: Dcs = Field(default_factory=Dcs, description="dynamic configuration, merged over the profile")
@@ -489,7 +500,7 @@ class Web(Model):
     listen_network: Name = Field("edge", description="nginx publishes the site on the host's address on this network")
     http_port: Port = 80
     seed: Seed = Field(default_factory=Seed, description="demo data generated on the legacy server")
-    secret_key: Secret = Field(description="signs sessions and forms (secret)")
+    secret_key: Secret | None = Field(None, description="signs sessions and forms (secret); " + _GENERATED)
 
 
 def _default_legacy_parameters() -> dict:
@@ -608,6 +619,8 @@ class Backup(Model):
     repo_path: AbsPath = Field("/var/lib/pgbackrest", description="the repository on the backup host (repo1-path)")
     cipher_type: Literal["aes-256-cbc", "none"] = Field(
         "aes-256-cbc", description="repository encryption (repo1-cipher-type); the passphrase is a secret")
+    cipher_pass: Annotated[str, AfterValidator(_plain_secret)] | None = Field(
+        None, description="the repository's passphrase (repo1-cipher-pass; letters, digits, - and _); " + _GENERATED)
     retention_full: Annotated[int, Field(ge=1, le=9999999)] = Field(
         2, description="full backups kept, with the WAL they need (repo1-retention-full)")
     retention_diff: Annotated[int, Field(ge=1, le=9999999)] = Field(
@@ -660,27 +673,40 @@ class Tls(Model):
 
 class User(Model):
     username: PgIdent
-    password: Secret
+    password: Secret | None = Field(None, description=_GENERATED)
     database: PgIdent | None = None
 
 
-class GeneratedUser(Model):
-    username: PgIdent
-    password: Secret | None = Field(None, description="empty: generated on the control machine on first use "
-                                                      "and kept there (halite.generated)")
+def _user(username: str, **extra):
+    return Field(default_factory=lambda: User(username=username, **extra))
 
 
 class Users(Model):
-    superuser: User
-    replication: User
-    rewind: User
-    pgbouncer_auth: User
-    app: User
-    legacy_move: User
-    backup: GeneratedUser = Field(
-        default_factory=lambda: GeneratedUser(username="halite_backup"),
-        description="the backup host's read-only login on the cluster (restore points for the drill); "
-                    "its password is generated per install unless given")
+    """PostgreSQL's roles. Every password is generated per install unless you give one."""
+
+    superuser: User = _user("postgres")
+    replication: User = _user("replicator")
+    rewind: User = _user("rewind_user")
+    pgbouncer_auth: User = _user("pgbouncer_auth")
+    app: User = _user("carsale", database="carsale")
+    legacy_move: User = _user("legacy_move")
+    backup: User = Field(
+        default_factory=lambda: User(username="halite_backup"),
+        description="the backup host's read-only login on the cluster (restore points for the drill)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_usernames(cls, data):
+        """A user given with its password only keeps its default name (and database)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, given in data.items():
+            field = cls.model_fields.get(key)
+            if isinstance(given, dict) and field is not None and field.default_factory is not None:
+                default = field.default_factory().model_dump()
+                out[key] = {k: v for k, v in default.items() if k != "password" and v is not None} | given
+        return out
 
     @field_validator("app")
     @classmethod
@@ -688,6 +714,29 @@ class Users(Model):
         if v.database is None:
             raise ValueError("needs database: the site's database name")
         return v
+
+
+class Secrets(Model):
+    """How halite generates the secrets you do not give (README, Security)."""
+
+    style: Literal["plain", "nasty"] = Field(
+        "plain", description="plain: letters, digits, - and _; nasty (the lab): every generated password "
+                             "also holds quotes, $, :, a backslash, spaces, # and non-ASCII, so each deploy "
+                             "proves they are escaped right wherever they land")
+
+
+#: SHA-256 of the passwords and key the lab shipped in git before halite generated them
+#: (pillar/secrets.yaml, up to December 2026): a topology that is not the lab refuses them.
+LAB_EXAMPLE_SECRETS = frozenset({
+    "d487686aa71d88435ccd43c95cfb7ffa75729a49d9dffdf5177c656f296c61de",
+    "90dd54275d58c57ae93fe597b913c97c1b3f031db410819edfd82725aac05427",
+    "708465d8cbce1b8ad4e4c196f1bc47f8ee73732b1ad518634c4ff15dce3bc1fe",
+    "f059c7f8ee4149d0182d745cef29a82e7d89e4d26bf18e679c4e124748e3bb37",
+    "29ef1420209d98639a9b76ca1604ed38c2027ebd98cbed43096db8d79b16b945",
+    "68eeb43cb6a89b1f64638c9c491ac2eedcbf26b654685f712559aef99116eb19",
+    "b153b3d61d46d2bf42b4d5061c5200c1632a3a00543b0a32c4382bc107c31983",
+    "aacdd88c116c45df625566b34fa0a90a8fc81c66fed2c9afbcc0f724a8c003cb",
+})
 
 
 # Prometheus's own duration syntax (no "us"): `for:` and ranges print it as is
@@ -758,15 +807,16 @@ class Settings(Model):
     sysctl: dict[Role, dict[SysctlKey, Scalar]] = Field(default_factory=_default_sysctl)
     etcd: Etcd = Field(default_factory=Etcd)
     postgresql: PostgreSQL = Field(default_factory=PostgreSQL)
-    patroni: Patroni
+    patroni: Patroni = Field(default_factory=Patroni)
     pgbouncer: PgBouncer = Field(default_factory=PgBouncer)
     haproxy: HAProxy = Field(default_factory=HAProxy)
-    web: Web
+    web: Web = Field(default_factory=Web)
     legacy: Legacy = Field(default_factory=Legacy)
     move: Move = Field(default_factory=Move)
     backup: Backup = Field(default_factory=Backup)
     tls: Tls = Field(default_factory=Tls)
-    users: Users
+    secrets: Secrets = Field(default_factory=Secrets)
+    users: Users = Field(default_factory=Users)
     monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
@@ -1109,8 +1159,16 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
         if u in usernames:
             p.append((f"users.{key}.username", f"{u!r} is already users.{usernames[u]}.username"))
         usernames[u] = key
-    if s.patroni.restapi.password == s.users.superuser.password:
+    if s.patroni.restapi.password is not None and s.patroni.restapi.password == s.users.superuser.password:
         p.append(("patroni.restapi.password", "must differ from users.superuser.password"))
+    # outside the lab, no password or key copied from the lab's old examples
+    if s.topology.name != "lab":
+        given = {f"users.{k}.password": u.password for k, u in s.users}
+        given.update({"patroni.restapi.password": s.patroni.restapi.password, "web.secret_key": s.web.secret_key})
+        for key, value in given.items():
+            if value is not None and hashlib.sha256(value.encode()).hexdigest() in LAB_EXAMPLE_SECRETS:
+                p.append((key, f"is copied from the lab's examples; on topology {s.topology.name!r} leave it "
+                               "empty (halite generates one) or give your own"))
     for key in Users.model_fields:
         pw = getattr(s.users, key).password
         if pw is None:

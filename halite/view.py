@@ -411,6 +411,13 @@ def _get(data: dict, dotted: str):
     return cur
 
 
+def _get_or_none(data: dict, dotted: str):
+    try:
+        return _get(data, dotted)
+    except KeyError:
+        return None
+
+
 def _set(data: dict, dotted: str, value) -> None:
     *parents, last = dotted.split(".")
     cur = data
@@ -584,23 +591,43 @@ def tls_material(data: dict, host: str) -> dict:
     return {"ca": ca, "cert": cert, "key": key}
 
 
-def with_generated(data: dict, roles: list[str]) -> dict:
-    """``data`` with the secrets generated per install filled in where ``roles`` need them.
+#: How each secret is made when the settings give none: (random characters, may be nasty,
+#: ASCII only, spaces at both ends when nasty). Nasty (``secrets.style``) only where every
+#: reader escapes it (halite.formats); pgBackRest's passphrase stays plain (no quoting there).
+GENERATED_SECRETS: dict[str, tuple[int, bool, bool, bool]] = {
+    **{f"users.{u}.password": (32, True, False, False) for u in
+       ("superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move", "backup")},
+    # Patroni's own client encodes Basic authentication as latin-1
+    "patroni.restapi.password": (32, True, True, False),
+    # site.env and the site keep it exactly, spaces included
+    "web.secret_key": (48, True, False, True),
+    "backup.cipher_pass": (48, False, False, False),
+}
 
-    They are made on the control machine on first use and kept in its state
-    folder (halite.generated); nothing generated is in git.
+
+def with_generated(data: dict, roles: list[str] | None = None) -> dict:
+    """``data`` with every secret the settings leave empty filled in (those ``roles`` need,
+    or all with ``roles`` None).
+
+    They are made on the control machine on first use (:func:`halite.generated.secret`,
+    style ``secrets.style``) and kept in its state folder; nothing generated is in git.
     """
-    need = set(secrets_for(roles))
-    if not backup_host(data) or not need & {"users.backup.password", "backup.cipher_pass"}:
+    need = secrets_for(roles, data) if roles is not None else [
+        k for k in SECRET_ROLES if backup_host(data) or k not in BACKUP_SECRETS]
+    if data["backup"]["cipher_type"] == "none":
+        need = [k for k in need if k != "backup.cipher_pass"]
+    missing = [k for k in need if _get_or_none(data, k) is None]
+    if not missing:
         return data
     from halite import generated
 
     out = copy.deepcopy(data)
     where = state_dir(data)
-    if "users.backup.password" in need and out["users"]["backup"]["password"] is None:
-        out["users"]["backup"]["password"] = generated.secret(where, "users.backup.password")
-    if "backup.cipher_pass" in need and out["backup"]["cipher_type"] != "none":
-        out["backup"]["cipher_pass"] = generated.secret(where, "backup.cipher_pass", length=48)
+    style = data["secrets"]["style"]
+    for key in missing:
+        length, nasty_ok, ascii_only, padded = GENERATED_SECRETS[key]
+        _set(out, key, generated.secret(where, key, length=length, style=style if nasty_ok else "plain",
+                                        ascii_only=ascii_only, padded=padded))
     return out
 
 

@@ -1,7 +1,8 @@
 """Every lab password logs in, over the network path it is used on.
 
-pillar/secrets.yaml gives each lab password (and web.yaml the site's key)
-quotes, $, :, a backslash, a space, # and non-ASCII, so a value escaped wrong
+The lab's passwords and the site's key are generated per install in the nasty
+style (``secrets.style: nasty`` in pillar/lab.yaml, halite.generated): each holds
+quotes, $, :, a backslash, spaces, #, template and shell syntax and non-ASCII, so a value escaped wrong
 anywhere on its way (pillar, YAML, PgBouncer's userlist, libpq conninfo,
 .pgpass, SQL, site.env) fails a login here. Each login is also tried with the
 password plus one character, which must fail: the server really checks it.
@@ -114,10 +115,8 @@ def logs_in(host: str, conninfo: str, sql: str, password: str, expect: str, pgpa
 
 
 def test_the_lab_passwords_are_nasty():
-    # the lab's own (secrets.yaml); users.backup's is generated per install (letters, digits, - and _)
-    secrets = [u["password"] for u in USERS.values() if u["password"] is not None] + [
-        API["password"], DATA["web"]["secret_key"]]
-    assert USERS["backup"]["password"] is None
+    # generated per install (none in git), in the lab's nasty style
+    secrets = [u["password"] for u in USERS.values()] + [API["password"], DATA["web"]["secret_key"]]
     assert len(set(secrets)) == len(secrets)
     for secret in secrets:
         assert secret.isprintable(), secret

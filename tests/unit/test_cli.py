@@ -44,8 +44,7 @@ def test_config_check_exits_1_and_names_each_problem(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("haproxy: {write_port: '5000'}\npgbouncr: {}\n")
     from halite import config
-    rc = cli.main(["config", "check", "--settings", str(config.PILLAR_DIR / "lab.yaml"),
-                   str(config.PILLAR_DIR / "secrets.yaml"), str(bad)])
+    rc = cli.main(["config", "check", "--settings", str(config.PILLAR_DIR / "lab.yaml"), str(bad)])
     err = capsys.readouterr().err
     assert rc == 1
     assert "2 problem(s)" in err

@@ -74,7 +74,7 @@ def test_every_problem_comes_at_once_the_first_also_as_key_and_problem(good):
 
 def test_check_lists_the_problems_of_files(tmp_path):
     topology = config.PILLAR_DIR / "topology.yaml"
-    secrets = config.PILLAR_DIR / "secrets.yaml"
+    secrets = config.PILLAR_DIR / "lab.yaml"
     bad = tmp_path / "local.yaml"
     bad.write_text("pgbouncer:\n  pool_mode: sometimes\n")
     assert config.check(topology, [secrets]) == []

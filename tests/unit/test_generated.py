@@ -101,3 +101,15 @@ def test_a_secrets_file_that_is_not_a_mapping_of_strings_is_refused(tmp_path, co
     (tmp_path / "secrets.yaml").write_text(content)
     with pytest.raises(ValueError, match=re.escape(problem)):
         generated.secret(tmp_path, "x")
+
+
+def test_a_nasty_secret_carries_every_character_that_needs_escaping(tmp_path):
+    value = generated.secret(tmp_path, "users.app.password", style="nasty")
+    assert all(c in value for c in "'\"$:\\ #{}%()") and not value.isascii()
+    assert len(value) == 32 + len(generated.NASTY_ASCII) + len(generated.NASTY_UNICODE)
+    rest = generated.secret(tmp_path, "patroni.restapi.password", style="nasty", ascii_only=True)
+    assert rest.isascii() and generated.NASTY_ASCII in rest
+    # stored and read back exactly (YAML quoting of all of it)
+    assert generated.secret(tmp_path, "users.app.password") == value
+    with pytest.raises(ValueError, match="neither plain nor nasty"):
+        generated.secret(tmp_path, "x", style="ugly")

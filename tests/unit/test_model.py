@@ -3,7 +3,7 @@ one line per problem, naming the key, the value and what is allowed; all
 problems come at once; nothing, however wrong, ends in a traceback.
 
 Each case is a small mutation of the shipped description (pillar/topology.yaml,
-lab.yaml, secrets.yaml; not a local.yaml) and expects exactly one problem.
+lab.yaml; not a local.yaml) and expects exactly one problem.
 """
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ import pytest
 
 from halite import config, model
 
-SHIPPED = config.raw(topology_file=config.PILLAR_DIR / "topology.yaml",
-                     settings_files=[config.PILLAR_DIR / "lab.yaml", config.PILLAR_DIR / "secrets.yaml"])
+#: secrets given in the settings (none are shipped: halite generates them), for the cases to mutate
+GIVEN_SECRETS = {
+    "users": {k: {"password": f"given-{k}-secret"} for k in model.Users.model_fields},
+    "patroni": {"restapi": {"password": "given-rest-secret"}},
+    "web": {"secret_key": "given-web-secret"},
+}
+SHIPPED = config.deep_merge(config.raw(topology_file=config.PILLAR_DIR / "topology.yaml",
+                                       settings_files=[config.PILLAR_DIR / "lab.yaml"]), GIVEN_SECRETS)
 
 
 def base() -> dict:
@@ -111,8 +117,9 @@ CASES = [
     ("infinite-sysctl-value", put("sysctl", {"db": {"vm.swappiness": float("inf")}}), "sysctl.db.vm.swappiness",
      ["is inf", "a finite number"]),
     ("empty-port", put("etcd.client_port", None), "etcd.client_port", ["is empty", "expected an integer"]),
-    ("empty-password", put("users.replication.password", None), "users.replication.password",
-     ["is empty", "expected a string"]),
+    # an empty password (None) is no mistake: halite generates one (test_view)
+    ("password-not-a-string", put("users.replication.password", ["a", "list"]), "users.replication.password",
+     ["expected a string"]),
     ("empty-string-password", put("users.replication.password", ""), "users.replication.password",
      ["is empty", "must not be empty"]),
     ("empty-section", put("users", None), "users", ["is empty", "expected a mapping"]),
@@ -186,7 +193,7 @@ CASES = [
      "patroni.profiles.fast.tll", ["unknown key", "did you mean 'ttl'?"]),
     ("unknown-key-in-dcs-postgresql", put("patroni.dcs.postgresql.parameters", {}),
      "patroni.dcs.postgresql.parameters", ["unknown key", "known keys: use_pg_rewind, use_slots"]),
-    ("missing-section", drop("users"), "users", ["is missing"]),
+    ("missing-host-roles", drop("topology.hosts.db-01.roles"), "topology.hosts.db-01.roles", ["is missing"]),
     ("misspelt-required-section", do(lambda d: d.__setitem__("user", d.pop("users"))), "user",
      ["unknown key", "did you mean 'users'?"]),
     ("misspelt-required-key-in-host",
@@ -539,3 +546,15 @@ def test_a_bad_monitoring_value_is_refused(key, value, words):
     assert [k for k, _ in info.value.problems] == [key]
     for word in words:
         assert word in info.value.problems[0][1], info.value.problems
+
+
+def test_a_topology_that_is_not_the_lab_refuses_the_labs_old_example_passwords():
+    old_lab_app_password = 'lab ca\'r"sale $1:5 back\\slash #5 {{ pillar }} pässwörd–☃ ;'
+    d = base()
+    d["users"]["app"]["password"] = old_lab_app_password
+    model.validate(copy.deepcopy(d))  # the lab itself may still use it
+    d["topology"]["name"] = "shop"
+    with pytest.raises(config.ConfigError) as info:
+        model.validate(d)
+    assert info.value.problems == [("users.app.password", "is copied from the lab's examples; on topology 'shop' "
+                                    "leave it empty (halite generates one) or give your own")]

@@ -17,7 +17,7 @@ def test_backup_defaults(good):
     _, settings = good
     assert settings["backup"] == {
         "stanza": "halite", "repo_path": "/var/lib/pgbackrest", "cipher_type": "aes-256-cbc",
-        "retention_full": 2, "retention_diff": 7,
+        "cipher_pass": None, "retention_full": 2, "retention_diff": 7,
         "schedule_full": "Sun *-*-* 01:00:00", "schedule_incr": "Mon..Sat *-*-* 01:00:00",
         "max_age": 93600, "tls_port": 8432, "archive_timeout": 60, "process_max": 2, "compress_type": "lz4",
         "drill_port": 5499,

@@ -76,7 +76,7 @@ def test_redhat_hosts_take_any_pgdg_version(good):
 def test_the_trixie_topology_checks_with_its_settings():
     assert config.check(topology_file=TRIXIE, settings_files=config.settings_paths() + [TRIXIE_SETTINGS]) == []
     data = config.load(topology=config.read_yaml(TRIXIE),
-                       settings=config.deep_merge(config.read_yaml(config.PILLAR_DIR / "secrets.yaml"),
+                       settings=config.deep_merge(config.read_yaml(config.PILLAR_DIR / "lab.yaml"),
                                                   config.read_yaml(TRIXIE_SETTINGS)))
     releases = {h: spec["os_release"] for h, spec in data["topology"]["hosts"].items()}
     assert releases == {"jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie",

@@ -3,6 +3,8 @@ derived once (etcd members, pg_hba from the access table, the DCS mapping,
 versioned paths)."""
 import copy
 import json
+import re
+import stat
 
 import pytest
 import yaml
@@ -173,16 +175,16 @@ def test_pillar_example_is_generated_from_the_model():
     assert text == example.render(), "pillar.example is stale: run `halite config example > pillar.example`"
     # key by key and value by value: the example parses to the model's defaults
     parsed = yaml.safe_load(text)
-    assert parsed.pop("users") is None  # every user is required: listed in comments only
     assert parsed == example.defaults()
+    # no secret in the example: every password and key is empty, generated per install
     for user in model.Users.model_fields:
-        assert f"  # {user}: {{username: ..., password: ..." in text
+        assert parsed["users"][user]["password"] is None
+    assert parsed["patroni"]["restapi"]["password"] is None and parsed["web"]["secret_key"] is None
 
 
 #: The target default lab: the cluster on trixie with PostgreSQL 17, the old server on bookworm with 15.
 TRIXIE = config.raw(topology_file=config.PILLAR_DIR / "topology-trixie.yaml",
-                    settings_files=[config.PILLAR_DIR / "lab.yaml", config.PILLAR_DIR / "secrets.yaml",
-                                    config.PILLAR_DIR / "trixie.yaml"])
+                    settings_files=[config.PILLAR_DIR / "lab.yaml", config.PILLAR_DIR / "trixie.yaml"])
 
 
 @pytest.mark.parametrize("host, release, major, pg, pkgs, legacy_unit", [
@@ -233,3 +235,26 @@ def test_scrape_targets_follow_roles_and_ports(data):
     other = copy.deepcopy(data)
     other["monitoring"]["ports"]["node_exporter"] = 19100
     assert {t["address"] for t in view.scrape_jobs(other)[0]["targets"]} >= {"10.77.1.11:19100"}
+
+
+def test_every_secret_left_empty_is_generated_once_per_install_and_kept():
+    data = config.load()
+    filled = {key: view._get(data, key) for key in view.SECRET_ROLES}
+    assert all(isinstance(v, str) and len(v) >= 32 for v in filled.values()), filled
+    assert len(set(filled.values())) == len(filled)
+    # the lab's style is nasty: each password carries quotes, $, a backslash, # and more
+    for key in ("users.app.password", "patroni.restapi.password", "web.secret_key"):
+        assert all(c in filled[key] for c in "'\"$:\\ #"), key
+    assert filled["patroni.restapi.password"].isascii() and not filled["users.app.password"].isascii()
+    # pgBackRest's passphrase stays plain
+    assert re.fullmatch(r"[A-Za-z0-9_-]{48}", filled["backup.cipher_pass"])
+    # the same values on the next load (kept in the state folder, 0600)
+    again = config.load()
+    assert {key: view._get(again, key) for key in view.SECRET_ROLES} == filled
+    stored = view.state_dir(data) / "secrets.yaml"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    # a value given in the settings wins, and nothing is generated for it
+    given = config.load(settings={"users": {"app": {"password": "my own app password"}}})
+    assert given["users"]["app"]["password"] == "my own app password"
+    # `halite config check` generates nothing
+    assert config.load(generate=False)["users"]["app"]["password"] is None
