@@ -590,6 +590,12 @@ def state_dir(data: dict):
     return pki.state_dir(data["topology"]["name"])
 
 
+def control_ca(data: dict):
+    """halite's CA certificate on the control machine (``ca.crt`` in :func:`state_dir`), for
+    clients running there (the failover runner, the lab tests) to verify the cluster."""
+    return state_dir(data) / "ca.crt"
+
+
 def tls_material(data: dict, host: str) -> dict:
     """halite's CA certificate and ``host``'s own certificate and key (issued on first use;
     the CA's key stays on the control machine)."""
