@@ -123,6 +123,9 @@ def test_postgres_copy_of_the_key_is_its_own_and_never_shown(db):
         assert {"pkg": "postgresql-packages"} in arg(states, "halite-tls-key-postgres", "require")
         assert {"file": "halite-tls-dir"} in arg(states, "halite-tls-key-postgres", "require")
         assert {"sls": "postgresql.tls"} in arg(states, "pgbouncer-config-file", "require")
+        # a renewed certificate or key restarts PgBouncer
+        for sid in ("halite-tls-ca", "halite-tls-cert", "halite-tls-key-postgres"):
+            assert {"file": sid} in arg(states, "pgbouncer-service-running", "watch")
         # one state manages the file
         assert [sid for sid in states if sid != "halite-tls-key-postgres"
                 and any(isinstance(i, dict) and i.get("name") == PG_KEY
