@@ -88,7 +88,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from halite import config, lab, platforms, report, view
+from halite import config, formats, lab, platforms, report, view
 
 #: The bench's own database on the cluster (never the site's).
 BENCH_DB = "halite_bench"
@@ -441,13 +441,16 @@ def pgbench_run_argv(pg_bin: str, socket_dir: str, port: int, seconds: int = PGB
                         "-p", str(port), BENCH_DB])
 
 
-def basebackup_argv(pg_bin: str, leader_address: str, port: int, user: str, target: str = BASEBACKUP_DIR) -> list[str]:
+def basebackup_argv(pg_bin: str, server: str, user: str, target: str = BASEBACKUP_DIR) -> list[str]:
     """pg_basebackup of the leader: tar, lz4 on the client, WAL fetched, fast checkpoint.
+
+    :param server: the leader as a libpq conninfo (host, port and, with TLS, the options that
+        verify it: :func:`halite.formats.server_options`).
 
     The password is not here: it goes in PGPASSWORD, in that process's
     environment only; ``--no-password`` makes a missing one an error, not a prompt.
     """
-    return [f"{pg_bin}/pg_basebackup", "-h", leader_address, "-p", str(port), "-U", user, "-D", target,
+    return [f"{pg_bin}/pg_basebackup", "-d", server, "-U", user, "-D", target,
             "-Ft", "--compress=lz4", "-X", "fetch", "-c", "fast", "--no-password"]
 
 
@@ -845,7 +848,8 @@ def pgbackrest_backup(b: Bench, kind: str) -> dict:
 def basebackup(b: Bench, leader: str) -> dict:
     """pg_basebackup of the leader, run on a replica: seconds and bytes, then removed."""
     replica = next(h for h in b.db_hosts if h != leader)
-    argv = basebackup_argv(b.pg_bin, b.address[leader], b.port, b.repl_user)
+    server = formats.conninfo(*formats.server_options(b.data, "postgresql", b.address[leader], b.port))
+    argv = basebackup_argv(b.pg_bin, server, b.repl_user)
     b.remove(replica, BASEBACKUP_DIR)
     try:
         # the password in this one process's environment, never on a command line

@@ -22,7 +22,7 @@ import subprocess
 import time
 from typing import Callable
 
-from halite import config, faults, formats, lab
+from halite import config, faults, formats, lab, view
 from halite.model import PROFILE_KEYS
 from halite.workload import Workload
 
@@ -78,8 +78,12 @@ class Cluster:
         app = self.data["users"]["app"]
         edge = topo["hosts"][self.proxy]["addresses"].get("edge") or self.addr.get(self.proxy)
         login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]
-        self.write_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["write_port"]), *login)
-        self.read_dsn = formats.conninfo(("host", edge), ("port", self.data["haproxy"]["read_port"]), *login)
+        # through HAProxy's edge address, verifying the cluster's certificate against the CA here
+        ca = view.control_ca(self.data)
+        self.write_dsn = formats.conninfo(*formats.cluster_options(self.data, edge, self.data["haproxy"]["write_port"], ca=ca),
+                                          *login)
+        self.read_dsn = formats.conninfo(*formats.cluster_options(self.data, edge, self.data["haproxy"]["read_port"], ca=ca),
+                                         *login)
 
     def http(self, method: str, host: str, path: str, body: dict | None = None,
              timeout: float = 3) -> tuple[int, str]:

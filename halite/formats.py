@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from halite import platforms
-from halite.view import cluster_address, hosts_with_role
+from halite.view import TLS_PATHS, cluster_address, hosts_with_role, service_name, tls_on
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,6 +76,38 @@ def without_password(text: str) -> str:
         return "(a connection string libpq does not parse)"
     params.pop("password", None)
     return make_conninfo("", **params)
+
+
+def server_options(data: dict, link: str, address: str, port: object, name: str | None = None,
+                   ca: object = TLS_PATHS["ca"]) -> list[tuple[str, object]]:
+    """The libpq options that reach a server of ``link`` (``postgresql`` or ``pgbouncer``)
+    and, when halite encrypts that link, verify it: every client of the cluster's
+    PostgreSQL and PgBouncer builds its connection with this one function.
+
+    :param data: the validated settings (:func:`halite.config.load`).
+    :param link: the link (:data:`halite.view.TLS_LINKS`) whose ``tls.unsafe_plaintext`` decides.
+    :param address: the address(es) dialled (``a,b`` for several hosts, as libpq takes them).
+    :param port: the port.
+    :param name: the name to verify instead of the address: the cluster's
+        :func:`halite.view.service_name` through HAProxy (TCP passthrough to whichever db
+        host answers), dialled at ``address`` with ``hostaddr``. ``None``: the address
+        itself is verified (it is in the server's certificate).
+    :param ca: halite's CA certificate where the client runs (on the hosts
+        ``/etc/halite/tls/ca.crt``; on the control machine ``halite.view.state_dir(data) / "ca.crt"``).
+    :returns: ``[("host", ...), ("port", ...)]`` for a link in clear text; with TLS
+        ``sslmode=verify-full`` and ``sslrootcert`` too, and ``host=name hostaddr=address``
+        when ``name`` is given.
+    """
+    if not tls_on(data)[link]:
+        return [("host", address), ("port", port)]
+    where = [("host", name), ("hostaddr", address)] if name else [("host", address)]
+    return [*where, ("port", port), ("sslmode", "verify-full"), ("sslrootcert", str(ca))]
+
+
+def cluster_options(data: dict, address: str, port: object, ca: object = TLS_PATHS["ca"]) -> list[tuple[str, object]]:
+    """:func:`server_options` through HAProxy at ``address`` (its write or read ``port``): the
+    TLS of the db host behind it (PgBouncer's) is verified as the cluster's service name."""
+    return server_options(data, "pgbouncer", address, port, name=service_name(data), ca=ca)
 
 
 def pgpass_line(host: str, port: object, database: str, user: str, password: str) -> str:
@@ -208,7 +240,8 @@ def web_dsns(data: dict, host: str) -> dict:
     :returns: ``legacy`` (the app's DSN on the legacy server, from this host:
         127.0.0.1), ``cluster_write``/``cluster_read`` (the app's DSNs through
         HAProxy's ports: 127.0.0.1 on a HAProxy host, else the first HAProxy
-        host), ``patroni_urls`` (``http://<db>:<port>,...`` for the status
+        host; with TLS, verified as the cluster's service name: :func:`cluster_options`),
+        ``patroni_urls`` (``http://<db>:<port>,...`` for the status
         page), ``move_source`` (the legacy server from a db host, as
         legacy_move) and ``move_target`` (the local PostgreSQL over its
         socket, as the superuser, no password: peer authentication).
@@ -223,8 +256,8 @@ def web_dsns(data: dict, host: str) -> dict:
     port = data["patroni"]["restapi"]["port"]
     return {
         "legacy": conninfo(("host", "127.0.0.1"), ("port", data["legacy"]["port"]), *login),
-        "cluster_write": conninfo(("host", proxy), ("port", data["haproxy"]["write_port"]), *login),
-        "cluster_read": conninfo(("host", proxy), ("port", data["haproxy"]["read_port"]), *login),
+        "cluster_write": conninfo(*cluster_options(data, proxy, data["haproxy"]["write_port"]), *login),
+        "cluster_read": conninfo(*cluster_options(data, proxy, data["haproxy"]["read_port"]), *login),
         "patroni_urls": ",".join(f"http://{cluster_address(topo, h)}:{port}" for h in hosts_with_role(topo, "db")),
         "move_target": conninfo(("host", pg_socket_dir(family)), ("port", data["postgresql"]["port"]),
                                 ("dbname", app["database"]), ("user", users["superuser"]["username"])),

@@ -160,7 +160,9 @@ def allowed_hosts(data: dict, role: str, port: int) -> list[str]:
 def pg_hba(data: dict) -> list[str]:
     """PostgreSQL's pg_hba on the db hosts, from the same table as the firewall.
 
-    Every host allowed to reach ``postgresql.port`` gets scram-sha-256 entries:
+    Every host allowed to reach ``postgresql.port`` gets scram-sha-256 entries
+    (``hostssl`` when the ``postgresql`` link is under TLS, ``host`` if it is in
+    ``tls.unsafe_plaintext``):
     a db host for replication, the superuser and rewind (Patroni, pg_rewind)
     and the pooler's users; any other host for the site's user and the
     pooler's auth user only. Nothing from 0.0.0.0/0.
@@ -168,6 +170,9 @@ def pg_hba(data: dict) -> list[str]:
     topo, u = data["topology"], data["users"]
     su, repl, rewind = u["superuser"]["username"], u["replication"]["username"], u["rewind"]["username"]
     app, auth = u["app"]["username"], u["pgbouncer_auth"]["username"]
+    # with TLS on, a network address matches hostssl lines only: a clear-text connection from
+    # it finds no entry and is refused ("no encryption"); the loopback may stay in clear text
+    kind = "hostssl" if tls_on(data)["postgresql"] else "host"
     lines = [
         f"local all {su} peer",
         "local all all scram-sha-256",
@@ -182,14 +187,14 @@ def pg_hba(data: dict) -> list[str]:
         host_roles = set(topo["hosts"][h]["roles"])
         if "backup" in host_roles:
             # the backup host reads restore points, with its read-only login only
-            lines += [f"host {u['app']['database']} {backup_user} {addr}/32 scram-sha-256" for addr in addresses]
+            lines += [f"{kind} {u['app']['database']} {backup_user} {addr}/32 scram-sha-256" for addr in addresses]
             if not host_roles - {"backup"}:
                 continue
         for addr in addresses:
             if is_db:
-                lines.append(f"host replication {repl} {addr}/32 scram-sha-256")
-                lines.append(f"host all {su},{rewind} {addr}/32 scram-sha-256")
-            lines.append(f"host all {app},{auth} {addr}/32 scram-sha-256")
+                lines.append(f"{kind} replication {repl} {addr}/32 scram-sha-256")
+                lines.append(f"{kind} all {su},{rewind} {addr}/32 scram-sha-256")
+            lines.append(f"{kind} all {app},{auth} {addr}/32 scram-sha-256")
     return lines
 
 
@@ -496,6 +501,12 @@ def host_view(data: dict, host: str) -> dict:
     if "db" in roles:
         wanted |= {"move_source", "move_target"}
     view["dsn"] = {k: v for k, v in dsns.items() if k in wanted}
+    if "haproxy" in roles:
+        # haproxy.roundtrip's gate, through this host's own ports (its password in PGPASSWORD)
+        login = [("dbname", data["users"]["app"]["database"]), ("user", data["users"]["app"]["username"])]
+        view["roundtrip_dsn"] = {
+            side: formats.conninfo(*formats.cluster_options(data, "127.0.0.1", data["haproxy"][f"{side}_port"]), *login)
+            for side in ("write", "read")}
     if "backup" in roles:
         # the restore points, read from whichever member answers (halite.restore_points), with
         # the backup host's read-only login: a libpq service file and postgres's .pgpass
@@ -503,9 +514,10 @@ def host_view(data: dict, host: str) -> dict:
         u = data["users"]
         members = [cluster_address(topo, h) for h in etcd_hosts(topo)]
         port = data["postgresql"]["port"]
+        server = formats.server_options(data, "postgresql", ",".join(members), port)
         view["restore_points_service"] = [
             "# Managed by Salt (halite backup.repo): the cluster's restore points, read by the drill",
-            "[halite-restore-points]", f"host={','.join(members)}", f"port={port}",
+            "[halite-restore-points]", *[f"{key}={value}" for key, value in server],
             f"dbname={u['app']['database']}", f"user={u['backup']['username']}", "connect_timeout=5", ""]
         view["restore_points_pgpass"] = "".join(
             formats.pgpass_line(m, port, u["app"]["database"], u["backup"]["username"], u["backup"]["password"]) + "\n"
@@ -518,6 +530,8 @@ def host_view(data: dict, host: str) -> dict:
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
         view["pg_hba"] = pg_hba(data)
+        view["postgresql_tls"] = postgresql_tls(data)
+        view["pgbouncer_tls"] = pgbouncer_tls(data)
         view["patroni_dcs"] = patroni_dcs(data)
         view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
     if "legacy_db" in roles:
@@ -556,6 +570,47 @@ def service_name(data: dict) -> str:
     return f"{data['patroni']['scope']}.{data['topology']['domain']}"
 
 
+def postgresql_tls(data: dict) -> dict:
+    """PostgreSQL's own TLS settings on a db host (patroni.yml's local ``postgresql.parameters``),
+    and the options of Patroni's connections (superuser, replication, rewind) that verify
+    the server they reach against halite's CA. Both empty with ``postgresql`` in
+    ``tls.unsafe_plaintext``.
+
+    The server's key is postgres's copy (``TLS_PATHS["keys"]["postgres"]``, salt/postgresql/tls.sls):
+    PostgreSQL refuses a key readable by others. ``ssl_ca_file`` lets a client show a certificate
+    from halite's CA; none is required (pg_hba asks for scram-sha-256, not ``cert``).
+    """
+    if not tls_on(data)["postgresql"]:
+        return {"parameters": {}, "client": {}}
+    paths = TLS_PATHS
+    return {
+        "parameters": {"ssl": "on", "ssl_cert_file": paths["cert"], "ssl_key_file": paths["keys"]["postgres"],
+                       "ssl_ca_file": paths["ca"], "ssl_min_protocol_version": "TLSv1.2"},
+        # the leader's connect_address (an IP address) is in its certificate
+        "client": {"sslmode": "verify-full", "sslrootcert": paths["ca"]},
+    }
+
+
+def pgbouncer_tls(data: dict) -> list[list[str]]:
+    """PgBouncer's TLS settings on a db host, as ``[key, value]`` lines of pgbouncer.ini.
+
+    Clients reaching it over TCP must use TLS (``client_tls_sslmode = require``: HAProxy passes
+    their TLS through; the unix socket, for local administration, has none); it verifies the
+    PostgreSQL it connects to (the host's own address, in the host's certificate) when the
+    ``postgresql`` link is under TLS. PgBouncer runs as postgres and reads postgres's copy
+    of the key. Its default ``*_tls_protocols`` ("secure") are TLS 1.2 and 1.3, as PostgreSQL's.
+    Empty with both links in ``tls.unsafe_plaintext``.
+    """
+    on, paths = tls_on(data), TLS_PATHS
+    lines: list[list[str]] = []
+    if on["pgbouncer"]:
+        lines += [["client_tls_sslmode", "require"], ["client_tls_cert_file", paths["cert"]],
+                  ["client_tls_key_file", paths["keys"]["postgres"]], ["client_tls_ca_file", paths["ca"]]]
+    if on["postgresql"]:
+        lines += [["server_tls_sslmode", "verify-full"], ["server_tls_ca_file", paths["ca"]]]
+    return lines
+
+
 def cert_names(data: dict, host: str) -> tuple[list[str], list[str]]:
     """The DNS names and IP addresses in ``host``'s certificate: its name, its name in the
     domain, every address, for a db host the cluster's :func:`service_name`, and the
@@ -574,6 +629,12 @@ def state_dir(data: dict):
     from halite import pki
 
     return pki.state_dir(data["topology"]["name"])
+
+
+def control_ca(data: dict):
+    """halite's CA certificate on the control machine (``ca.crt`` in :func:`state_dir`), for
+    clients running there (the failover runner, the lab tests) to verify the cluster."""
+    return state_dir(data) / "ca.crt"
 
 
 def tls_material(data: dict, host: str) -> dict:

@@ -1,7 +1,8 @@
 {%- from "map.jinja" import hl with context %}
 {%- set app = hl.users.app %}
 # Gate: a row written through HAProxy's write port is read back through its
-# read port (from a replica). Reports no changes: it only checks.
+# read port (from a replica), verifying the cluster's certificate when the pgbouncer
+# link is under TLS (halite.view host roundtrip_dsn). Reports no changes: it only checks.
 haproxy-write-read-roundtrip:
   cmd.run:
     - stateful: True
@@ -11,8 +12,8 @@ haproxy-write-read-roundtrip:
         PGCONNECT_TIMEOUT: "3"
     - name: |
         token="{{ grains['id'] }}-$(date +%s%N)"
-        w="host=127.0.0.1 port={{ hl.haproxy.write_port }} dbname={{ app.database }} user={{ app.username }}"
-        r="host=127.0.0.1 port={{ hl.haproxy.read_port }} dbname={{ app.database }} user={{ app.username }}"
+        w={{ hl.host.roundtrip_dsn.write|quote }}
+        r={{ hl.host.roundtrip_dsn.read|quote }}
         for i in $(seq 1 45); do
           psql "$w" -qAtX -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS halite_roundtrip(token text PRIMARY KEY, at timestamptz DEFAULT now())" \
                -c "INSERT INTO halite_roundtrip(token) VALUES ('$token')" >/dev/null 2>&1 && break

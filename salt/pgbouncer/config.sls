@@ -5,6 +5,7 @@
 # on disk here is that user's.
 include:
   - pgbouncer.install
+  - postgresql.tls  # PgBouncer runs as postgres and reads postgres's copy of the key
 
 pgbouncer-config-file:
   file.managed:
@@ -19,8 +20,10 @@ pgbouncer-config-file:
         pg_port: {{ hl.postgresql.port }}
         auth_user: {{ auth.username }}
         address: {{ hl.host.address }}
+        tls: {{ hl.host.pgbouncer_tls|json }}
     - require:
       - sls: pgbouncer.install
+      - sls: postgresql.tls
 
 pgbouncer-auth-file:
   file.managed:

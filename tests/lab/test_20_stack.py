@@ -8,7 +8,7 @@ import yaml
 
 from labkit import BIN, healthy_cluster, run, salt_ssh, state_summary, wait_for
 from labkit import patroni_members as members
-from halite import config, formats
+from halite import config, formats, view
 
 pytestmark = pytest.mark.lab
 DATA = config.load()
@@ -19,7 +19,8 @@ ADDR = {h: config.cluster_address(DATA["topology"], h) for h in DB_HOSTS}
 
 
 def dsn(port: int, password: str = APP["password"]) -> str:
-    return formats.conninfo(("host", PROXY), ("port", port), ("dbname", APP["database"]), ("user", APP["username"]),
+    return formats.conninfo(*formats.cluster_options(DATA, PROXY, port, ca=view.control_ca(DATA)),
+                            ("dbname", APP["database"]), ("user", APP["username"]),
                             ("password", password), ("connect_timeout", 3))
 
 

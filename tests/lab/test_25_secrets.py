@@ -24,7 +24,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from halite import config, formats, lab as labmod
+from halite import config, formats, lab as labmod, view
 from labkit import BIN, REPO
 
 pytestmark = pytest.mark.lab
@@ -129,16 +129,16 @@ def test_superuser_and_rewind_log_in_from_another_db_host(deployed):
     target, client = DB_HOSTS[0], DB_HOSTS[1]
     for key in ("superuser", "rewind"):
         user = USERS[key]
-        conninfo = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("dbname", "postgres"),
-                                    ("user", user["username"]))
+        conninfo = formats.conninfo(*formats.server_options(DATA, "postgresql", ADDR[target], PG_PORT),
+                                    ("dbname", "postgres"), ("user", user["username"]))
         logs_in(client, conninfo, "SELECT current_user", user["password"], user["username"])
 
 
 def test_replication_connects_with_a_pgpass_file(deployed):
     target, client = DB_HOSTS[0], DB_HOSTS[1]
     user = USERS["replication"]
-    conninfo = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("user", user["username"]),
-                                ("replication", "true"))
+    conninfo = formats.conninfo(*formats.server_options(DATA, "postgresql", ADDR[target], PG_PORT),
+                                ("user", user["username"]), ("replication", "true"))
     # IDENTIFY_SYSTEM answers systemid|timeline|xlogpos|dbname
     logs_in(client, conninfo, "IDENTIFY_SYSTEM", user["password"], "|",
             pgpass_for=(ADDR[target], PG_PORT, "*", user["username"]))
@@ -148,20 +148,37 @@ def test_pgbouncer_auth_user_logs_in_to_pgbouncer_and_postgresql(deployed):
     """Its password on PgBouncer's side is the userlist line; on PostgreSQL's, the role Salt set."""
     target, client = DB_HOSTS[0], DB_HOSTS[1]
     user = USERS["pgbouncer_auth"]
-    console = formats.conninfo(("host", ADDR[target]), ("port", PGB_PORT), ("dbname", "pgbouncer"),
-                               ("user", user["username"]))
+    console = formats.conninfo(*formats.server_options(DATA, "pgbouncer", ADDR[target], PGB_PORT),
+                               ("dbname", "pgbouncer"), ("user", user["username"]))
     logs_in(client, console, "SHOW VERSION", user["password"], "PgBouncer")
-    direct = formats.conninfo(("host", ADDR[target]), ("port", PG_PORT), ("dbname", USERS["app"]["database"]),
-                              ("user", user["username"]))
+    direct = formats.conninfo(*formats.server_options(DATA, "postgresql", ADDR[target], PG_PORT),
+                              ("dbname", USERS["app"]["database"]), ("user", user["username"]))
     logs_in(client, direct, "SELECT current_user", user["password"], user["username"])
+
+
+@pytest.mark.skipif(not all(view.tls_on(DATA)[link] for link in ("postgresql", "pgbouncer")),
+                    reason="a link in tls.unsafe_plaintext")
+def test_clear_text_is_refused_by_postgresql_and_pgbouncer(deployed):
+    """With TLS on, sslmode=disable finds no pg_hba line (hostssl only), and PgBouncer requires TLS."""
+    app, target = USERS["app"], DB_HOSTS[0]
+
+    def clear(port: int) -> dict:
+        return psql(formats.conninfo(("host", ADDR[target]), ("port", port), ("dbname", app["database"]),
+                                     ("user", app["username"]), ("sslmode", "disable")), "SELECT 1", app["password"])
+
+    # from where each may be reached: PostgreSQL from another db host, PgBouncer from the app host
+    (direct,) = on_host(DB_HOSTS[1], [clear(PG_PORT)])
+    (pooled,) = on_host(APP_HOST, [clear(PGB_PORT)])
+    assert direct["rc"] != 0 and "no encryption" in direct["err"], direct
+    assert pooled["rc"] != 0 and "SSL required" in pooled["err"], pooled
 
 
 @pytest.mark.parametrize("db_host", DB_HOSTS)
 def test_app_logs_in_through_each_pgbouncer(deployed, db_host):
     """auth_query: PgBouncer logs in as pgbouncer_auth (userlist) to look the app's verifier up."""
     app = USERS["app"]
-    conninfo = formats.conninfo(("host", ADDR[db_host]), ("port", PGB_PORT), ("dbname", app["database"]),
-                                ("user", app["username"]))
+    conninfo = formats.conninfo(*formats.server_options(DATA, "pgbouncer", ADDR[db_host], PGB_PORT),
+                                ("dbname", app["database"]), ("user", app["username"]))
     logs_in(APP_HOST, conninfo, "SELECT current_user", app["password"], app["username"])
 
 
@@ -171,8 +188,9 @@ def test_app_logs_in_through_haproxy(deployed, port):
     app = USERS["app"]
 
     def dsn(password: str) -> str:
-        return formats.conninfo(("host", PROXY_EDGE), ("port", port), ("dbname", app["database"]),
-                                ("user", app["username"]), ("password", password), ("connect_timeout", 10))
+        return formats.conninfo(*formats.cluster_options(DATA, PROXY_EDGE, port, ca=view.control_ca(DATA)),
+                                ("dbname", app["database"]), ("user", app["username"]), ("password", password),
+                                ("connect_timeout", 10))
 
     with psycopg.connect(dsn(app["password"]), autocommit=True) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == app["username"]

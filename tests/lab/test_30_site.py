@@ -14,7 +14,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from halite import config, formats, lab as labmod
+from halite import config, formats, lab as labmod, view
 from labkit import BIN, run, salt_ssh, wait_for
 
 pytestmark = pytest.mark.lab
@@ -24,7 +24,8 @@ APP = DATA["users"]["app"]
 TOPO = DATA["topology"]
 PROXY_EDGE = TOPO["hosts"][config.hosts_with_role(TOPO, "haproxy")[0]]["addresses"]["edge"]
 DB_ADDRS = {config.cluster_address(TOPO, h) for h in config.hosts_with_role(TOPO, "db")}
-WRITE_DSN = formats.conninfo(("host", PROXY_EDGE), ("port", DATA["haproxy"]["write_port"]), ("dbname", APP["database"]),
+WRITE_DSN = formats.conninfo(*formats.cluster_options(DATA, PROXY_EDGE, DATA["haproxy"]["write_port"],
+                                                      ca=view.control_ca(DATA)), ("dbname", APP["database"]),
                              ("user", APP["username"]), ("password", APP["password"]), ("connect_timeout", 3))
 TABLES = ["makes", "models", "cars", "orders"]
 

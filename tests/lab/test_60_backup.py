@@ -16,7 +16,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from halite import config, faults, formats, lab as labmod
+from halite import config, faults, formats, lab as labmod, view
 from labkit import BIN, healthy_cluster, patroni_members, run, salt_ssh, wait_for
 
 pytestmark = pytest.mark.lab
@@ -28,7 +28,8 @@ STANZA = DATA["backup"]["stanza"]
 APP = DATA["users"]["app"]
 URL = labmod.site_url()
 PROXY_EDGE = TOPO["hosts"][config.hosts_with_role(TOPO, "haproxy")[0]]["addresses"]["edge"]
-WRITE_DSN = formats.conninfo(("host", PROXY_EDGE), ("port", DATA["haproxy"]["write_port"]), ("dbname", APP["database"]),
+WRITE_DSN = formats.conninfo(*formats.cluster_options(DATA, PROXY_EDGE, DATA["haproxy"]["write_port"],
+                                                      ca=view.control_ca(DATA)), ("dbname", APP["database"]),
                              ("user", APP["username"]), ("password", APP["password"]), ("connect_timeout", 3))
 PROBE = "halite_backup_probe"
 

@@ -169,8 +169,12 @@ def test_site_env_reaches_gunicorn_exactly(tmp, settings, target):
     env = json.loads(out.stdout)
     assert env["HALITE_WEB_SECRET_KEY"] == SECRET_KEY
     port = 5433 if target == "legacy" else 5000
+    # the cluster through HAProxy here, verified as its service name (TLS on the pgbouncer link by default)
+    where = ({"host": "127.0.0.1"} if target == "legacy" else
+             {"host": "halite.halite.lab", "hostaddr": "127.0.0.1", "sslmode": "verify-full",
+              "sslrootcert": "/etc/halite/tls/ca.crt"})
     assert conninfo_to_dict(env["HALITE_WEB_WRITE_DSN"]) == {
-        "host": "127.0.0.1", "port": str(port), "dbname": "carsale", "user": "carsale", "password": PASSWORDS["app"]}
+        **where, "port": str(port), "dbname": "carsale", "user": "carsale", "password": PASSWORDS["app"]}
     assert conninfo_to_dict(env["HALITE_WEB_READ_DSN"])["password"] == PASSWORDS["app"]
     # and the site's own reader keeps them as they are
     sys.path.insert(0, str(rendering.REPO / "web"))

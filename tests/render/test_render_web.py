@@ -105,8 +105,11 @@ def test_site_on_the_cluster_by_pillar(tmp):
     states = show(tmp, "app-01", "web", f"pillar={TO_CLUSTER}")
     site = arg(states, "web-site-env", "context")["site"]
     assert site["target"] == "cluster"
-    assert site["write_dsn"] == "host=127.0.0.1 port=5000 dbname=carsale user=carsale password=" + QUOTED_APP_PW
-    assert site["read_dsn"] == "host=127.0.0.1 port=5001 dbname=carsale user=carsale password=" + QUOTED_APP_PW
+    # through HAProxy on this host, verified as the cluster's service name (TLS on the pgbouncer
+    # link by default; tests/render/test_render_tls_pg.py renders both ways)
+    tls = "host=halite.halite.lab hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert=/etc/halite/tls/ca.crt"
+    assert site["write_dsn"] == tls.format(5000) + " dbname=carsale user=carsale password=" + QUOTED_APP_PW
+    assert site["read_dsn"] == tls.format(5001) + " dbname=carsale user=carsale password=" + QUOTED_APP_PW
     assert site["patroni_urls"] == "http://10.77.1.11:8008,http://10.77.1.12:8008,http://10.77.1.13:8008"
     assert arg(states, "web-target-file", "contents") == "cluster"
     assert {"sls": "haproxy"} in arg(states, "web-schema-migrate", "require")

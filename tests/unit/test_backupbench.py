@@ -249,8 +249,9 @@ def test_command_lines_as_the_brief_gives_them():
     assert bb.restore_argv("halite", "/etc/pgbackrest/drill.conf", "/var/lib/halite-drill/bench") == \
         ["runuser", "-u", "postgres", "--", "pgbackrest", "--config=/etc/pgbackrest/drill.conf", "--stanza=halite",
          "--pg1-path=/var/lib/halite-drill/bench", "--type=immediate", "--archive-mode=off", "restore"]
-    base = bb.basebackup_argv("/usr/lib/postgresql/15/bin", "10.77.1.11", 5432, "replicator")
-    assert base == ["/usr/lib/postgresql/15/bin/pg_basebackup", "-h", "10.77.1.11", "-p", "5432", "-U", "replicator",
+    server = "host=10.77.1.11 port=5432 sslmode=verify-full sslrootcert=/etc/halite/tls/ca.crt"
+    base = bb.basebackup_argv("/usr/lib/postgresql/15/bin", server, "replicator")
+    assert base == ["/usr/lib/postgresql/15/bin/pg_basebackup", "-d", server, "-U", "replicator",
                     "-D", "/var/tmp/halite-bench-basebackup", "-Ft", "--compress=lz4", "-X", "fetch", "-c", "fast",
                     "--no-password"]
     assert bb.pgbench_init_argv("/b", "/run/pg", 5432, 50) == \

@@ -11,6 +11,7 @@ strict parser written from systemd's source (see :func:`systemd_env_file`).
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import pwd
 import shutil
@@ -279,7 +280,9 @@ def test_every_hosts_dsns_carry_the_exact_passwords():
                 parsed = conninfo_to_dict(dsn[key])
                 assert parsed["password"] == users["app"]["password"] and parsed["user"] == users["app"]["username"]
         if "cluster_write" in dsn:
-            assert conninfo_to_dict(dsn["cluster_write"])["host"] == "127.0.0.1"  # HAProxy on app-01 itself
+            # HAProxy on app-01 itself, dialled at 127.0.0.1 and verified as the cluster's service name (TLS)
+            assert conninfo_to_dict(dsn["cluster_write"])["hostaddr"] == "127.0.0.1"
+            assert conninfo_to_dict(dsn["cluster_write"])["host"] == "halite.halite.lab"
         if "move_source" in dsn:  # the db hosts
             assert conninfo_to_dict(dsn["move_source"])["password"] == users["legacy_move"]["password"]
             assert "password" not in conninfo_to_dict(dsn["move_target"])
@@ -287,6 +290,50 @@ def test_every_hosts_dsns_carry_the_exact_passwords():
     view = config.pillar_for("db-01", data)["halite"]["host"]
     assert parse_userlist(view["pgbouncer_userlist"]) == [(users["pgbouncer_auth"]["username"],
                                                            users["pgbouncer_auth"]["password"])]
+
+
+def with_plaintext(data: dict, *links: str) -> dict:
+    out = copy.deepcopy(data)
+    out["tls"]["unsafe_plaintext"] = list(links)
+    return out
+
+
+def test_server_options_verify_the_server_with_tls_and_are_plain_without():
+    data = config.load()
+    assert formats.server_options(data, "postgresql", "10.77.1.11", 5432) == [
+        ("host", "10.77.1.11"), ("port", 5432), ("sslmode", "verify-full"), ("sslrootcert", "/etc/halite/tls/ca.crt")]
+    assert formats.server_options(data, "pgbouncer", "10.77.0.20", 5000, name="halite.halite.lab", ca="/x/ca.crt") == [
+        ("host", "halite.halite.lab"), ("hostaddr", "10.77.0.20"), ("port", 5000), ("sslmode", "verify-full"),
+        ("sslrootcert", "/x/ca.crt")]
+    # a link in unsafe_plaintext: host and port only, as before TLS (the name is not used)
+    clear = with_plaintext(data, "postgresql", "pgbouncer")
+    assert formats.server_options(clear, "postgresql", "10.77.1.11", 5432) == [("host", "10.77.1.11"), ("port", 5432)]
+    assert formats.cluster_options(clear, "10.77.0.20", 5000) == [("host", "10.77.0.20"), ("port", 5000)]
+    # each link decides alone: through HAProxy, PgBouncer's
+    assert ("sslmode", "verify-full") in formats.cluster_options(with_plaintext(data, "postgresql"), "10.77.0.20", 5000)
+
+
+def test_site_dsns_through_haproxy_follow_the_pgbouncer_link():
+    data = nasty_settings()
+    for links, want in (((), {"host": "halite.halite.lab", "hostaddr": "127.0.0.1", "sslmode": "verify-full",
+                              "sslrootcert": "/etc/halite/tls/ca.crt"}),
+                        (("pgbouncer",), {"host": "127.0.0.1"})):
+        dsns = formats.web_dsns(with_plaintext(data, *links), "app-01")
+        for key, port in (("cluster_write", data["haproxy"]["write_port"]), ("cluster_read", data["haproxy"]["read_port"])):
+            parsed = conninfo_to_dict(dsns[key])
+            assert parsed == {**want, "port": str(port), "dbname": data["users"]["app"]["database"],
+                              "user": data["users"]["app"]["username"], "password": data["users"]["app"]["password"]}
+        # the legacy server and the move's source are not under halite's TLS
+        assert "sslmode" not in conninfo_to_dict(dsns["legacy"]) and "sslmode" not in conninfo_to_dict(dsns["move_source"])
+
+
+def test_restore_points_service_verifies_the_members():
+    data = config.load()
+    backup = [h for h, e in data["topology"]["hosts"].items() if "backup" in (e.get("roles") or [])][0]
+    for links, extra in (((), ["sslmode=verify-full", "sslrootcert=/etc/halite/tls/ca.crt"]), (("postgresql",), [])):
+        lines = config.pillar_for(backup, with_plaintext(data, *links))["halite"]["host"]["restore_points_service"]
+        assert lines[1:] == ["[halite-restore-points]", "host=10.77.1.11,10.77.1.12,10.77.1.13", "port=5432", *extra,
+                             "dbname=carsale", "user=halite_backup", "connect_timeout=5", ""]
 
 
 def test_json_is_a_yaml_scalar_for_every_password():

@@ -128,10 +128,18 @@ def test_etcd_member_list_and_peers(data):
     assert v["token"] == "halite-lab"
 
 
+def plaintext(data: dict, *links: str) -> dict:
+    """``data`` with ``links`` in ``tls.unsafe_plaintext``."""
+    out = copy.deepcopy(data)
+    out["tls"]["unsafe_plaintext"] = list(links)
+    return out
+
+
 def test_pg_hba_follows_the_access_table(data):
     hba = view.pg_hba(data)
-    assert "host replication replicator 10.77.1.12/32 scram-sha-256" in hba
-    assert "host all carsale,pgbouncer_auth 10.77.1.20/32 scram-sha-256" in hba
+    # TLS on PostgreSQL by default: network lines are hostssl (test_pg_hba_is_hostssl_with_tls)
+    assert "hostssl replication replicator 10.77.1.12/32 scram-sha-256" in hba
+    assert "hostssl all carsale,pgbouncer_auth 10.77.1.20/32 scram-sha-256" in hba
     # the app host may use the pooler's users, never replication or the superuser
     assert not any("10.77.1.20" in line and ("replication" in line or "postgres," in line) for line in hba)
     assert not any("0.0.0.0" in line for line in hba)
@@ -143,6 +151,63 @@ def test_pg_hba_follows_the_access_table(data):
     assert not any("10.77.1.20" in line or "10.77.0.20" in line for line in view.pg_hba(narrowed))
     rule = [r for r in view.firewall_rules(narrowed, "db-01") if r["name"] == "postgresql"][0]
     assert rule["sources"] == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
+
+
+def test_pg_hba_is_hostssl_with_tls_and_host_in_plaintext(data):
+    hba = view.pg_hba(data)
+    network = [line for line in hba if not line.startswith("local") and "127.0.0.1/32" not in line]
+    assert network and all(line.startswith("hostssl ") for line in network)
+    # the loopback may stay in clear text (Patroni's local replication connection, local clients)
+    assert "host all all 127.0.0.1/32 scram-sha-256" in hba
+    assert "host replication replicator 127.0.0.1/32 scram-sha-256" in hba
+    clear = view.pg_hba(plaintext(data, "postgresql"))
+    # the same lines, host instead of hostssl: nothing else depends on TLS
+    assert clear == [line.replace("hostssl ", "host ", 1) for line in hba]
+    assert not any(line.startswith("hostssl") for line in clear)
+    # PgBouncer's TLS alone does not change PostgreSQL's table
+    assert view.pg_hba(plaintext(data, "pgbouncer")) == hba
+
+
+def test_postgresql_tls_settings_and_patronis_client_options(data):
+    tls = view.postgresql_tls(data)
+    assert tls["parameters"] == {"ssl": "on", "ssl_cert_file": "/etc/halite/tls/host.crt",
+                                 "ssl_key_file": "/etc/halite/tls/postgres.key",
+                                 "ssl_ca_file": "/etc/halite/tls/ca.crt", "ssl_min_protocol_version": "TLSv1.2"}
+    assert tls["client"] == {"sslmode": "verify-full", "sslrootcert": "/etc/halite/tls/ca.crt"}
+    # postgres's copy of the key, not root's (PostgreSQL refuses a key another user may read)
+    assert tls["parameters"]["ssl_key_file"] == view.TLS_PATHS["keys"]["postgres"]
+    assert view.postgresql_tls(plaintext(data, "postgresql")) == {"parameters": {}, "client": {}}
+
+
+def test_pgbouncer_tls_follows_both_links(data):
+    lines = dict(view.pgbouncer_tls(data))
+    assert lines == {"client_tls_sslmode": "require", "client_tls_cert_file": "/etc/halite/tls/host.crt",
+                     "client_tls_key_file": "/etc/halite/tls/postgres.key", "client_tls_ca_file": "/etc/halite/tls/ca.crt",
+                     "server_tls_sslmode": "verify-full", "server_tls_ca_file": "/etc/halite/tls/ca.crt"}
+    # each side follows its own link
+    assert {k for k, _ in view.pgbouncer_tls(plaintext(data, "pgbouncer"))} == {"server_tls_sslmode", "server_tls_ca_file"}
+    assert all(k.startswith("client_") for k, _ in view.pgbouncer_tls(plaintext(data, "postgresql")))
+    assert view.pgbouncer_tls(plaintext(data, "pgbouncer", "postgresql")) == []
+
+
+def test_db_hosts_view_carries_the_tls_settings(data):
+    v = view.host_view(data, "db-01")
+    assert v["postgresql_tls"] == view.postgresql_tls(data)
+    assert v["pgbouncer_tls"] == view.pgbouncer_tls(data)
+    assert "postgresql_tls" not in view.host_view(data, "app-01")
+
+
+def test_haproxy_roundtrip_verifies_the_service_name(data):
+    from psycopg.conninfo import conninfo_to_dict
+
+    dsn = view.host_view(data, "app-01")["roundtrip_dsn"]
+    for side, port in (("write", data["haproxy"]["write_port"]), ("read", data["haproxy"]["read_port"])):
+        assert conninfo_to_dict(dsn[side]) == {
+            "host": "halite.halite.lab", "hostaddr": "127.0.0.1", "port": str(port), "sslmode": "verify-full",
+            "sslrootcert": "/etc/halite/tls/ca.crt", "dbname": "carsale", "user": "carsale"}
+    clear = view.host_view(plaintext(data, "pgbouncer"), "app-01")["roundtrip_dsn"]
+    assert conninfo_to_dict(clear["write"]) == {"host": "127.0.0.1", "port": str(data["haproxy"]["write_port"]),
+                                                "dbname": "carsale", "user": "carsale"}
 
 
 def test_legacy_server_admits_the_hosts_the_table_names(data):
