@@ -158,21 +158,6 @@ def test_pgbouncer_auth_user_logs_in_to_pgbouncer_and_postgresql(deployed):
 
 @pytest.mark.skipif(not all(view.tls_on(DATA)[link] for link in ("postgresql", "pgbouncer")),
                     reason="a link in tls.unsafe_plaintext")
-def test_clear_text_is_refused_by_postgresql_and_pgbouncer(deployed):
-    """With TLS on, sslmode=disable finds no pg_hba line (hostssl only), and PgBouncer requires TLS."""
-    app, target = USERS["app"], DB_HOSTS[0]
-
-    def clear(port: int) -> dict:
-        return psql(formats.conninfo(("host", ADDR[target]), ("port", port), ("dbname", app["database"]),
-                                     ("user", app["username"]), ("sslmode", "disable")), "SELECT 1", app["password"])
-
-    # from where each may be reached: PostgreSQL from another db host, PgBouncer from the app host
-    (direct,) = on_host(DB_HOSTS[1], [clear(PG_PORT)])
-    (pooled,) = on_host(APP_HOST, [clear(PGB_PORT)])
-    assert direct["rc"] != 0 and "no encryption" in direct["err"], direct
-    assert pooled["rc"] != 0 and "SSL required" in pooled["err"], pooled
-
-
 @pytest.mark.parametrize("db_host", DB_HOSTS)
 def test_app_logs_in_through_each_pgbouncer(deployed, db_host):
     """auth_query: PgBouncer logs in as pgbouncer_auth (userlist) to look the app's verifier up."""
