@@ -166,16 +166,60 @@ def legacy_hba_sources(data: dict) -> list[str]:
 
 
 def etcd_view(data: dict, host: str) -> dict:
-    """etcd's member list, token and peers as this host needs them."""
+    """etcd's member list, token, peers and URLs as this host needs them.
+
+    With ``tls_on.etcd`` every URL is https and ``tls`` names the files etcd serves and
+    verifies with (the etcd user's copy of the host key), and the files its clients show
+    (``client``: Patroni runs as postgres, so the postgres copy); else ``tls`` is None.
+    ``endpoints`` are ``host:port`` (Patroni's ``etcd3.hosts``), ``client_urls`` the same
+    with the scheme. 127.0.0.1 listens too, for local clients (halite's modules, etcdctl).
+    """
     topo, etcd = data["topology"], data["etcd"]
     members = etcd_hosts(topo)
+    on = tls_on(data)["etcd"]
+    scheme = "https" if on else "http"
+    addr, client, peer = cluster_address(topo, host), etcd["client_port"], etcd["peer_port"]
+    keys = TLS_PATHS["keys"]
     return {
-        "initial_cluster": ",".join(f"{m}=http://{cluster_address(topo, m)}:{etcd['peer_port']}" for m in members),
+        "scheme": scheme,
+        "initial_cluster": ",".join(f"{m}={scheme}://{cluster_address(topo, m)}:{peer}" for m in members),
         "token": f"{data['patroni']['scope']}-{topo['name']}",
-        "endpoints": [f"{cluster_address(topo, m)}:{etcd['client_port']}" for m in members],
+        "endpoints": [f"{cluster_address(topo, m)}:{client}" for m in members],
+        "client_urls": [f"{scheme}://{cluster_address(topo, m)}:{client}" for m in members],
         "peers": [cluster_address(topo, m) for m in members if m != host],
-        "peer_url": f"http://{cluster_address(topo, host)}:{etcd['peer_port']}",
+        "peer_url": f"{scheme}://{addr}:{peer}",
+        "listen_client_urls": f"{scheme}://{addr}:{client},{scheme}://127.0.0.1:{client}",
+        "advertise_client_url": f"{scheme}://{addr}:{client}",
+        "local_url": f"{scheme}://127.0.0.1:{client}",
+        "tls": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": keys["etcd"],
+                "client": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": keys["postgres"]}}
+        if on else None,
     }
+
+
+def patroni_api_view(data: dict) -> dict:
+    """Patroni's REST API on a db host: its scheme, the local URL, and with
+    ``tls_on.patroni_api`` the files it serves with (the postgres copy of the host key)
+    and the CA it verifies clients' certificates against (``verify_client: optional``:
+    a client with no certificate may still read), else ``tls`` is None."""
+    on = tls_on(data)["patroni_api"]
+    scheme = "https" if on else "http"
+    return {
+        "scheme": scheme,
+        "local_url": f"{scheme}://127.0.0.1:{data['patroni']['restapi']['port']}",
+        "tls": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": TLS_PATHS["keys"]["postgres"]}
+        if on else None,
+    }
+
+
+def haproxy_checks(data: dict) -> dict:
+    """HAProxy's health checks of the members' Patroni API, per member: the options after
+    ``check port N`` on its ``server`` line (https verified against halite's CA, the name
+    checked being the member's host name, which its certificate carries), or "" in clear text."""
+    hosts = hosts_with_role(data["topology"], "db")
+    if not tls_on(data)["patroni_api"]:
+        return {h: "" for h in hosts}
+    return {h: f"check-ssl verify required ca-file {TLS_PATHS['ca']} check-sni {h} verifyhost {h}" for h in hosts}
 
 
 def patroni_dcs(data: dict) -> dict:
@@ -476,9 +520,12 @@ def host_view(data: dict, host: str) -> dict:
         view["restore_command"] = archive_commands(data)["restore_command"]
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
+        view["patroni_api"] = patroni_api_view(data)
         view["pg_hba"] = pg_hba(data)
         view["patroni_dcs"] = patroni_dcs(data)
         view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
+    if "haproxy" in roles:
+        view["haproxy_checks"] = haproxy_checks(data)
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     return view
