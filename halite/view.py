@@ -556,6 +556,20 @@ def tls_on(data: dict) -> dict:
     return {link: link not in off for link in TLS_LINKS}
 
 
+def tls_clients(data: dict) -> dict:
+    """What root's clients on a db host (halite's modules, etcdctl, run by orchestrations that
+    pass these on: salt-ssh gives direct calls no pillar) need: etcd's client URLs, the files
+    to show etcd (root's key; None in clear text) and the CA to check Patroni's API with (None
+    in clear text)."""
+    topo, on = data["topology"], tls_on(data)
+    scheme = "https" if on["etcd"] else "http"
+    return {
+        "etcd_urls": [f"{scheme}://{cluster_address(topo, m)}:{data['etcd']['client_port']}" for m in etcd_hosts(topo)],
+        "etcd": {"cacert": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": TLS_PATHS["key"]} if on["etcd"] else None,
+        "patroni_api_ca": TLS_PATHS["ca"] if on["patroni_api"] else None,
+    }
+
+
 def service_name(data: dict) -> str:
     """The cluster's name as clients verify it through HAProxy (libpq ``host`` with
     ``hostaddr``): in every db host's certificate."""
@@ -633,6 +647,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     out["pgbackrest_paths"] = dict(PGBACKREST_PATHS)
     out["tls_paths"] = copy.deepcopy(TLS_PATHS)
     out["tls_on"] = tls_on(data)
+    out["tls_clients"] = tls_clients(data)
     out["service_name"] = service_name(data)
     # each host's PostgreSQL paths, for orchestrations that pass them to module functions
     # (salt-ssh gives a function called directly no pillar on the host)
