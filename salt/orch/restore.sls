@@ -29,7 +29,6 @@
 {%- set pg_port = salt['pillar.get']('halite:postgresql:port') %}
 {%- set api_port = salt['pillar.get']('halite:patroni:restapi:port') %}
 {#- salt-ssh gives a function called directly no pillar on the host: paths and ports are passed #}
-{%- set addresses = salt['pillar.get']('halite:addresses') %}
 {#- etcd's client URLs and the TLS files root's clients use (halite.view.tls_clients) #}
 {%- set tls_clients = salt['pillar.get']('halite:tls_clients') %}
 {%- if not backup %}
