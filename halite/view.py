@@ -357,7 +357,14 @@ def scrape_jobs(data: dict) -> list[dict]:
 
     Each target is ``{"host", "roles", "address"}`` (the host's cluster address and the
     exporter's port); ``roles`` is ``,db,`` style so a rule can match one role with a regex.
+    ``scheme`` is https for Patroni's API and etcd when their link is encrypted, with
+    ``tls_config`` (halite's CA; for etcd, which asks every client for one, a certificate
+    and key from halite's CA too: paths as on a host of the topology), else http and None.
     """
+    on = tls_on(data)
+    tls = {"patroni": {"ca_file": TLS_PATHS["ca"]} if on["patroni_api"] else None,
+           "etcd": {"ca_file": TLS_PATHS["ca"], "cert_file": TLS_PATHS["cert"], "key_file": TLS_PATHS["key"]}
+           if on["etcd"] else None}
     topo, ports = data["topology"], data["monitoring"]["ports"]
     every = list(topo["hosts"])
     db, haproxy = hosts_with_role(topo, "db"), hosts_with_role(topo, "haproxy")
@@ -369,7 +376,8 @@ def scrape_jobs(data: dict) -> list[dict]:
         ("etcd", db, data["etcd"]["client_port"], "/metrics"),
         ("haproxy", haproxy, data["haproxy"]["stats_port"], "/metrics"),
     ]
-    return [{"name": name, "metrics_path": path,
+    return [{"name": name, "metrics_path": path, "scheme": "https" if tls.get(name) else "http",
+             "tls_config": tls.get(name),
              "targets": [{"host": h, "roles": "," + ",".join(topo["hosts"][h]["roles"]) + ",",
                           "address": f"{cluster_address(topo, h)}:{port}"} for h in hosts]}
             for name, hosts, port, path in jobs if hosts]
@@ -393,6 +401,10 @@ def monitoring(data: dict) -> dict:
         # the command and ports named by the runbook lines
         "patronictl": (f"{platforms.COMMON_PATHS['patroni_venv']}/bin/patronictl "
                        f"-c {platforms.COMMON_PATHS['patroni_conf']}"),
+        # a member's /primary check by hand, as HAProxy asks it
+        "patroni_primary_curl": (f"curl -s --cacert {TLS_PATHS['ca']} https://MEMBER:{data['patroni']['restapi']['port']}/primary"
+                                 if tls_on(data)["patroni_api"]
+                                 else f"curl -s http://MEMBER:{data['patroni']['restapi']['port']}/primary"),
         "ports": {"haproxy_write": data["haproxy"]["write_port"], "haproxy_stats": data["haproxy"]["stats_port"],
                   "pgbouncer": data["pgbouncer"]["port"], "patroni": data["patroni"]["restapi"]["port"],
                   "etcd_peer": data["etcd"]["peer_port"]},
