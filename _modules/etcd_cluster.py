@@ -80,15 +80,13 @@ def _connection(kwargs: dict) -> dict:
     if port is None:
         port = setting(__salt__["config.get"], "halite:etcd:client_port", DEFAULT_PORT)
     tls = _tls_on()
-    opener = _OPENER
-    if tls:
-        paths = dict(DEFAULT_TLS_PATHS, **(setting(__salt__["config.get"], "halite:tls_paths", {}) or {}))
-        opener = __utils__["halite_http.opener"](paths["ca"], paths["cert"], paths["key"])
+    paths = dict(DEFAULT_TLS_PATHS, **(setting(__salt__["config.get"], "halite:tls_paths", {}) or {}))
     return {
         "url": __utils__["halite_http.base_url"](kwargs.get("host") or DEFAULT_HOST, port,
                                                  "https" if tls else "http"),
         "http_timeout": float(kwargs.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
-        "opener": opener,
+        # halite's CA and the client certificate etcd asks for (None: plain http)
+        "tls": {"ca_file": paths["ca"], "cert_file": paths["cert"], "key_file": paths["key"]} if tls else None,
     }
 
 
@@ -105,8 +103,9 @@ def _request(method: str, url: str, conn: dict, payload=None, accept=(200,)):
         (``GET /health`` answers 503 with a JSON body when unhealthy).
     :raises CommandExecutionError: on any failure, naming method and URL.
     """
+    opener = __utils__["halite_http.opener"](**conn["tls"]) if conn.get("tls") else _OPENER
     return __utils__["halite_http.request"](
-        conn["opener"], "etcd", method, url, conn["http_timeout"], payload=payload, accept=accept,
+        opener, "etcd", method, url, conn["http_timeout"], payload=payload, accept=accept,
         unreachable_hint="; is etcd running and listening there?",
     )
 

@@ -104,13 +104,10 @@ def _connection(kwargs: dict) -> dict:
         if encoded:
             password = base64.b64decode(encoded).decode("utf-8")
     tls = str(_pillar("halite:tls_on:patroni_api", True)).lower() not in ("false", "0", "no", "off")
-    opener = _OPENER
-    if tls:
-        ca_file = (_pillar("halite:tls_paths", {}) or {}).get("ca") or DEFAULT_CA_FILE
-        opener = __utils__["halite_http.opener"](ca_file)
     return {
         "scheme": "https" if tls else "http",
-        "opener": opener,
+        # the CA Patroni's certificate is verified against (None: plain http)
+        "ca_file": ((_pillar("halite:tls_paths", {}) or {}).get("ca") or DEFAULT_CA_FILE) if tls else None,
         "host": pick("host", DEFAULT_HOST),
         "port": int(pick("port", DEFAULT_PORT)),
         "username": pick("username", None),
@@ -139,8 +136,9 @@ def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expe
     if method in UNSAFE_METHODS and conn.get("username") and conn.get("password"):
         token = base64.b64encode(f"{conn['username']}:{conn['password']}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
+    opener = __utils__["halite_http.opener"](conn["ca_file"]) if conn.get("ca_file") else _OPENER
     return __utils__["halite_http.request"](
-        conn["opener"], "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
+        opener, "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
         headers=headers, expect_json=expect_json,
         unreachable_hint="; is Patroni running and listening there?",
         status_hints={401: " (check halite:patroni:restapi:username and password)"},
