@@ -8,7 +8,7 @@ include:
 
 etcd-tls-key:
   file.managed:
-    - name: {{ hl.tls_paths.keys.etcd }}
+    - name: {{ hl.tls_paths['keys'].etcd }}
     - contents: {{ hl.host.tls.key|json }}
     - user: etcd
     - group: etcd

@@ -10,7 +10,7 @@ include:
 
 halite-tls-key-postgres:
   file.managed:
-    - name: {{ hl.tls_paths.keys.postgres }}
+    - name: {{ hl.tls_paths['keys'].postgres }}
     - contents: {{ hl.host.tls.key|json }}
     - user: postgres
     - group: postgres
