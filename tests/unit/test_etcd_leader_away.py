@@ -125,3 +125,11 @@ def test_unreachable_etcd_is_reported_and_never_fails_the_callback(script, fake_
                     urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
     assert script.run(["x", "on_role_change", "primary", "halite"]) == 0
     assert "Connection refused" in capsys.readouterr().err
+
+
+def test_missing_tls_files_end_the_run_quietly(tmp_path, capsys):
+    # Patroni's callback must not fail: a key not laid down yet is reported, exit 0
+    missing = {"ca": str(tmp_path / "ca.crt"), "cert": str(tmp_path / "h.crt"), "key": str(tmp_path / "h.key")}
+    with pytest.raises(SystemExit) as info:
+        load(tmp_path, ETCD, PATRONI, missing, missing, name="missing")
+    assert info.value.code == 0 and "TLS files cannot be used" in capsys.readouterr().err

@@ -44,8 +44,12 @@ def _opener(tls):
     return urllib.request.build_opener(*handlers)
 
 
-_ETCD_OPENER = _opener(ETCD_TLS)
-_PATRONI_OPENER = _opener(PATRONI_TLS)
+try:
+    _ETCD_OPENER = _opener(ETCD_TLS)
+    _PATRONI_OPENER = _opener(PATRONI_TLS)
+except OSError as exc:  # ssl.SSLError too: a key not laid down yet; the timer tries again
+    print(f"halite-etcd-leader-away: TLS files cannot be used: {exc!r}", file=sys.stderr)
+    sys.exit(0)
 
 
 def etcd(path, payload=None):
