@@ -20,6 +20,12 @@ port          halite:etcd:client_port     2379
 http_timeout  (keyword only)              5 seconds
 ============  ==========================  ==========
 
+TLS (pillar only): with ``halite:tls_on:etcd`` (default true) the module speaks https,
+verifies etcd against halite's CA and shows this host's certificate with root's key
+(etcd asks every client for one): the files named by ``halite:tls_paths`` (``ca``,
+``cert``, ``key``; defaults under /etc/halite/tls). halite's roster hands both keys
+to direct salt-ssh calls.
+
 Every failure (unreachable endpoint, HTTP error status, time-out, a body that
 is not JSON) raises :class:`salt.exceptions.CommandExecutionError` naming the
 method, the URL, the HTTP status and etcd's answer.
@@ -46,7 +52,11 @@ CONNECTION_KEYS = ("host", "port", "http_timeout")
 #: etcd's AlarmType enum, for a gateway that sends numbers instead of names.
 ALARM_NAMES = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
 
-# Talk to etcd directly, never through an http_proxy from the environment.
+#: halite's TLS files on the hosts (halite.view.TLS_PATHS), for calls whose pillar has none.
+DEFAULT_TLS_PATHS = {"ca": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
+                     "key": "/etc/halite/tls/host.key"}
+
+# Talk to etcd directly, never through an http_proxy from the environment (plain http).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -65,13 +75,25 @@ def __virtual__():
 def _connection(kwargs: dict) -> dict:
     """Connection settings: keyword arguments over pillar over defaults."""
     __utils__["halite_http.check_keywords"](kwargs, CONNECTION_KEYS)
+    setting = __utils__["halite_http.setting"]
     port = kwargs.get("port")
     if port is None:
-        port = __utils__["halite_http.setting"](__salt__["config.get"], "halite:etcd:client_port", DEFAULT_PORT)
+        port = setting(__salt__["config.get"], "halite:etcd:client_port", DEFAULT_PORT)
+    tls = _tls_on()
+    paths = dict(DEFAULT_TLS_PATHS, **(setting(__salt__["config.get"], "halite:tls_paths", {}) or {}))
     return {
-        "url": __utils__["halite_http.base_url"](kwargs.get("host") or DEFAULT_HOST, port),
+        "url": __utils__["halite_http.base_url"](kwargs.get("host") or DEFAULT_HOST, port,
+                                                 "https" if tls else "http"),
         "http_timeout": float(kwargs.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
+        # halite's CA and the client certificate etcd asks for (None: plain http)
+        "tls": {"ca_file": paths["ca"], "cert_file": paths["cert"], "key_file": paths["key"]} if tls else None,
     }
+
+
+def _tls_on() -> bool:
+    """``halite:tls_on:etcd`` (default true): etcd speaks https and asks for a client certificate."""
+    value = __utils__["halite_http.setting"](__salt__["config.get"], "halite:tls_on:etcd", True)
+    return str(value).lower() not in ("false", "0", "no", "off")
 
 
 def _request(method: str, url: str, conn: dict, payload=None, accept=(200,)):
@@ -81,8 +103,9 @@ def _request(method: str, url: str, conn: dict, payload=None, accept=(200,)):
         (``GET /health`` answers 503 with a JSON body when unhealthy).
     :raises CommandExecutionError: on any failure, naming method and URL.
     """
+    opener = __utils__["halite_http.opener"](**conn["tls"]) if conn.get("tls") else _OPENER
     return __utils__["halite_http.request"](
-        _OPENER, "etcd", method, url, conn["http_timeout"], payload=payload, accept=accept,
+        opener, "etcd", method, url, conn["http_timeout"], payload=payload, accept=accept,
         unreachable_hint="; is etcd running and listening there?",
     )
 
@@ -202,7 +225,7 @@ def status(endpoints=None, **connection) -> list[dict]:
     .. code-block:: bash
 
         salt-ssh db-01 etcd_cluster.status
-        salt-ssh db-01 etcd_cluster.status endpoints=http://127.0.0.1:2379
+        salt-ssh db-01 etcd_cluster.status endpoints=https://127.0.0.1:2379
     """
     conn = _connection(connection)
     found = _members(conn)
@@ -354,7 +377,7 @@ def member_add(peer_url, name=None, learner=False, **connection) -> dict:
     When a member with this peer URL exists already, nothing is added and
     the same settings are returned with ``added: False``.
 
-    :param peer_url: the new member's peer URL, e.g. ``http://10.0.0.14:2380``.
+    :param peer_url: the new member's peer URL, e.g. ``https://10.0.0.14:2380`` (``http://`` with etcd in clear text).
     :param name: the new member's name (its ``ETCD_NAME``); default: the peer URL's host.
     :param learner: add it as a non-voting learner.
     :param connection: host, port, http_timeout (see the module docstring).
@@ -365,11 +388,11 @@ def member_add(peer_url, name=None, learner=False, **connection) -> dict:
 
     .. code-block:: bash
 
-        salt-ssh db-01 etcd_cluster.member_add http://10.0.0.14:2380 name=db-04
+        salt-ssh db-01 etcd_cluster.member_add https://10.0.0.14:2380 name=db-04
     """
     parts = urllib.parse.urlsplit(str(peer_url))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SaltInvocationError(f"peer_url must look like http://host:2380, not {peer_url!r}")
+        raise SaltInvocationError(f"peer_url must look like https://host:2380, not {peer_url!r}")
     name = name or parts.hostname
     conn = _connection(connection)
     found = _members(conn)

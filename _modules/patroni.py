@@ -20,6 +20,11 @@ password      halite:patroni:restapi:password       (none)
 http_timeout  (keyword only)                        10 seconds
 ============  ====================================  ==========
 
+TLS (pillar only): with ``halite:tls_on:patroni_api`` (default true) the module speaks
+https and verifies Patroni against halite's CA, ``halite:tls_paths:ca`` (default
+/etc/halite/tls/ca.crt); Patroni asks no client certificate (``verify_client: optional``).
+halite's roster hands both keys to direct salt-ssh calls.
+
 Basic authentication is sent with the unsafe methods (POST, PATCH, PUT,
 DELETE) when a username and a password are set; Patroni asks for it on those
 methods only.
@@ -57,7 +62,10 @@ UNSAFE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 #: Seconds between two looks at /cluster while waiting for a new leader.
 POLL_INTERVAL = 1
 
-# Talk to Patroni directly, never through an http_proxy from the environment.
+#: halite's CA on the hosts (halite.view.TLS_PATHS), for calls whose pillar names none.
+DEFAULT_CA_FILE = "/etc/halite/tls/ca.crt"
+
+# Talk to Patroni directly, never through an http_proxy from the environment (plain http).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -95,7 +103,11 @@ def _connection(kwargs: dict) -> dict:
         encoded = _pillar("halite:patroni:restapi:password_b64", None)
         if encoded:
             password = base64.b64decode(encoded).decode("utf-8")
+    tls = str(_pillar("halite:tls_on:patroni_api", True)).lower() not in ("false", "0", "no", "off")
     return {
+        "scheme": "https" if tls else "http",
+        # the CA Patroni's certificate is verified against (None: plain http)
+        "ca_file": ((_pillar("halite:tls_paths", {}) or {}).get("ca") or DEFAULT_CA_FILE) if tls else None,
         "host": pick("host", DEFAULT_HOST),
         "port": int(pick("port", DEFAULT_PORT)),
         "username": pick("username", None),
@@ -105,7 +117,7 @@ def _connection(kwargs: dict) -> dict:
 
 
 def _base_url(conn: dict) -> str:
-    return __utils__["halite_http.base_url"](conn["host"], conn["port"])
+    return __utils__["halite_http.base_url"](conn["host"], conn["port"], conn["scheme"])
 
 
 def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expect_json=True):
@@ -124,8 +136,9 @@ def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expe
     if method in UNSAFE_METHODS and conn.get("username") and conn.get("password"):
         token = base64.b64encode(f"{conn['username']}:{conn['password']}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
+    opener = __utils__["halite_http.opener"](conn["ca_file"]) if conn.get("ca_file") else _OPENER
     return __utils__["halite_http.request"](
-        _OPENER, "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
+        opener, "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
         headers=headers, expect_json=expect_json,
         unreachable_hint="; is Patroni running and listening there?",
         status_hints={401: " (check halite:patroni:restapi:username and password)"},

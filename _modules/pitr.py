@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -66,11 +67,21 @@ def _run(cmd: list[str], step: str, runas: str | None = None, timeout: float = 1
     return res.stdout
 
 
-def _local_role(port: int, timeout: float = 3) -> str | None:
-    """The local member's role from Patroni's REST API, or None when it does not answer."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _local_role(port: int, timeout: float = 3, ca_file=None) -> str | None:
+    """The local member's role from Patroni's REST API, or None when it does not answer.
+
+    :param ca_file: halite's CA: ask over https and verify against it (else plain http).
+    """
+    handlers = [urllib.request.ProxyHandler({})]
+    if ca_file:
+        try:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file)))
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandExecutionError(f"stop: the CA file {ca_file} cannot be used: {exc}") from None
+    opener = urllib.request.build_opener(*handlers)
+    scheme = "https" if ca_file else "http"
     try:
-        with opener.open(f"http://127.0.0.1:{port}/patroni", timeout=timeout) as resp:
+        with opener.open(f"{scheme}://127.0.0.1:{port}/patroni", timeout=timeout) as resp:
             return str(json.load(resp).get("role", "")).lower()
     except urllib.error.HTTPError as exc:  # 503 from a replica or a stopped PostgreSQL still has a body
         try:
@@ -97,7 +108,7 @@ def _postmaster_running(pg_path: str) -> bool:
     return True
 
 
-def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=120):
+def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=120, api_ca_file=None):
     """Stop Patroni (and so PostgreSQL) on this member, if its role matches.
 
     :param role: ``replica``: stop unless this member is the leader (a member
@@ -106,6 +117,8 @@ def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=
         stopped is stopped with ``pg_ctl stop -m fast``.
     :param bin_dir: PostgreSQL's binaries, for pg_ctl.
     :param api_port: Patroni's REST API port.
+    :param api_ca_file: halite's CA when Patroni's API speaks https (pillar
+        ``halite:tls_clients:patroni_api_ca``); None for plain http.
     :returns: ``{"stopped": bool, "role": role seen}``.
 
     CLI Example:
@@ -116,7 +129,7 @@ def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=
     """
     if role not in ("replica", "any"):
         raise CommandExecutionError(f"stop: role is {role!r}; replica or any")
-    seen = _local_role(int(api_port))
+    seen = _local_role(int(api_port), ca_file=api_ca_file)
     if role == "replica" and seen in ("leader", "master", "primary", "standby_leader"):
         return {"stopped": False, "role": seen}
     _run(["systemctl", "stop", PATRONI_UNIT], "stop (patroni)", timeout=timeout)
@@ -126,26 +139,32 @@ def stop(pg_path, bin_dir, role="any", api_port=8008, runas="postgres", timeout=
     return {"stopped": True, "role": seen}
 
 
-def remove_cluster(endpoints, namespace, scope, timeout=30):
+def remove_cluster(endpoints, namespace, scope, timeout=30, cacert=None, cert=None, key=None):
     """Delete the cluster's keys from etcd (``<namespace>/<scope>/``), once every member is stopped.
 
-    :param endpoints: etcd client endpoints, ``host:port`` (a list or a comma-separated string).
+    :param endpoints: etcd client URLs, ``https://host:port`` (a list or a comma-separated string;
+        pillar ``halite:tls_clients:etcd_urls``).
     :param namespace: Patroni's namespace (``/service``).
     :param scope: the cluster's name.
+    :param cacert: halite's CA, when etcd speaks TLS (pillar ``halite:tls_clients:etcd``).
+    :param cert: the client certificate etcd asks for.
+    :param key: its key (root's).
     :returns: the number of keys deleted.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-ssh db-01 pitr.remove_cluster 10.77.1.11:2379,10.77.1.12:2379 /service halite
+        salt-ssh db-01 pitr.remove_cluster https://10.77.1.11:2379,https://10.77.1.12:2379 /service halite \\
+            cacert=/etc/halite/tls/ca.crt cert=/etc/halite/tls/host.crt key=/etc/halite/tls/host.key
     """
     if isinstance(endpoints, str):
         endpoints = [e for e in endpoints.split(",") if e]
     prefix = f"{namespace.rstrip('/')}/{scope}/"
     if not scope or "/" in scope:
         raise CommandExecutionError(f"remove_cluster: scope {scope!r} is not a cluster name")
-    out = _run(["etcdctl", f"--endpoints={','.join(endpoints)}", "del", "--prefix", prefix],
+    tls = [f"--cacert={cacert}", f"--cert={cert}", f"--key={key}"] if cacert else []
+    out = _run(["etcdctl", f"--endpoints={','.join(endpoints)}", *tls, "del", "--prefix", prefix],
                f"remove_cluster ({prefix})", timeout=timeout, env={"ETCDCTL_API": "3"})
     try:
         return int(out.strip().splitlines()[-1]) if out.strip() else 0

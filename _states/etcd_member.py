@@ -11,7 +11,7 @@ local etcd may be stopped, new, or gone. Everything goes through the
     etcd-member-registered:
       etcd_member.present:
         - name: db-03
-        - peer_url: http://10.77.1.13:2380
+        - peer_url: https://10.77.1.13:2380
         - peers: [10.77.1.11, 10.77.1.12]
         - data_dir: /var/lib/etcd/halite
 
@@ -79,7 +79,7 @@ def present(name, peer_url, peers, data_dir=None, **connection):
     (``etcd.join`` orders that after this state).
 
     :param name: the member's name (its ``ETCD_NAME``).
-    :param peer_url: its peer URL, e.g. ``http://10.77.1.13:2380``.
+    :param peer_url: its peer URL, e.g. ``https://10.77.1.13:2380``.
     :param peers: addresses of running members to ask (list or comma-separated).
     :param data_dir: the host's etcd data directory. When the cluster does not
         list the host but this directory holds a member's data (the host was

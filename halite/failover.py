@@ -45,15 +45,17 @@ for name, host, port in json.loads(sys.argv[1]):
 print(json.dumps(down))
 """
 _HTTP = r"""
-import base64, json, os, sys, urllib.request
-method, url, body, timeout = sys.argv[1:5]
+import base64, json, os, ssl, sys, urllib.request
+method, url, body, timeout, ca_file = sys.argv[1:6]
+# https: verified against halite's CA (a file of the control machine: only the network is the namespace's)
+context = ssl.create_default_context(cafile=ca_file) if ca_file else None
 user, pw = os.environ.get("HALITE_API_USER", ""), os.environ.get("HALITE_API_PASSWORD", "")
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
                              headers={"Content-Type": "application/json"})
 if user:
     req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode())
 try:
-    with urllib.request.urlopen(req, timeout=float(timeout)) as r:
+    with urllib.request.urlopen(req, timeout=float(timeout), context=context) as r:
         print(json.dumps({"status": r.status, "body": r.read().decode()}))
 except urllib.error.HTTPError as e:
     print(json.dumps({"status": e.code, "body": e.read().decode()}))
@@ -75,6 +77,10 @@ class Cluster:
         self.addr = {h: config.cluster_address(topo, h) for h in self.db_hosts}
         api = self.data["patroni"]["restapi"]
         self.api_port, self.api_user, self.api_pw = api["port"], api["username"], api["password"]
+        # Patroni's API over https, verified against halite's CA as the control machine keeps it
+        tls = view.tls_on(self.data)["patroni_api"]
+        self.api_scheme = "https" if tls else "http"
+        self.api_ca_file = str(view.state_dir(self.data) / "ca.crt") if tls else ""
         app = self.data["users"]["app"]
         edge = topo["hosts"][self.proxy]["addresses"].get("edge") or self.addr.get(self.proxy)
         login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]
@@ -92,7 +98,8 @@ class Cluster:
         unsafe = method != "GET"
         res = subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "python3", "-c", _HTTP, method,
-             f"http://{self.addr[host]}:{self.api_port}{path}", json.dumps(body) if body is not None else "", str(timeout)],
+             f"{self.api_scheme}://{self.addr[host]}:{self.api_port}{path}",
+             json.dumps(body) if body is not None else "", str(timeout), self.api_ca_file],
             # the credentials in the environment, not on a command line
             env=dict(os.environ, HALITE_API_USER=self.api_user if unsafe else "",
                      HALITE_API_PASSWORD=self.api_pw if unsafe else ""),

@@ -241,8 +241,8 @@ def web_dsns(data: dict, host: str) -> dict:
         127.0.0.1), ``cluster_write``/``cluster_read`` (the app's DSNs through
         HAProxy's ports: 127.0.0.1 on a HAProxy host, else the first HAProxy
         host; with TLS, verified as the cluster's service name: :func:`cluster_options`),
-        ``patroni_urls`` (``http://<db>:<port>,...`` for the status
-        page), ``move_source`` (the legacy server from a db host, as
+        ``patroni_urls`` (``https://<db>:<port>,...`` for the status page; ``http`` with
+        ``patroni_api`` in ``tls.unsafe_plaintext``), ``move_source`` (the legacy server from a db host, as
         legacy_move) and ``move_target`` (the local PostgreSQL over its
         socket, as the superuser, no password: peer authentication).
     """
@@ -254,11 +254,12 @@ def web_dsns(data: dict, host: str) -> dict:
     legacy_hosts = hosts_with_role(topo, "legacy_db")
     family = topo["hosts"][host].get("os_family", "Debian")
     port = data["patroni"]["restapi"]["port"]
+    api = "https" if tls_on(data)["patroni_api"] else "http"
     return {
         "legacy": conninfo(("host", "127.0.0.1"), ("port", data["legacy"]["port"]), *login),
         "cluster_write": conninfo(*cluster_options(data, proxy, data["haproxy"]["write_port"]), *login),
         "cluster_read": conninfo(*cluster_options(data, proxy, data["haproxy"]["read_port"]), *login),
-        "patroni_urls": ",".join(f"http://{cluster_address(topo, h)}:{port}" for h in hosts_with_role(topo, "db")),
+        "patroni_urls": ",".join(f"{api}://{cluster_address(topo, h)}:{port}" for h in hosts_with_role(topo, "db")),
         "move_target": conninfo(("host", pg_socket_dir(family)), ("port", data["postgresql"]["port"]),
                                 ("dbname", app["database"]), ("user", users["superuser"]["username"])),
         "move_source": conninfo(("host", cluster_address(topo, legacy_hosts[0]) if legacy_hosts else ""),

@@ -18,8 +18,13 @@ def _minion_opts(data: dict | None) -> dict:
     if restapi.get("password") is not None:
         # salt-ssh runs these through a Python string literal: base64 survives it (halite.formats)
         restapi["password_b64"] = formats.salt_ssh_minion_opt(restapi.pop("password"))
+    from halite import view
+
     return {"halite": {"patroni": {"restapi": restapi},
-                       "etcd": {"client_port": (data.get("etcd") or {}).get("client_port", 2379)}}}
+                       "etcd": {"client_port": (data.get("etcd") or {}).get("client_port", 2379)},
+                       # which links speak TLS and the files to do it with (as the pillar has them)
+                       "tls_on": view.tls_on(data) if data.get("tls") else {},
+                       "tls_paths": {k: v for k, v in view.TLS_PATHS.items() if k != "keys"}}}
 
 
 def roster(topo: dict | None = None, key: str = KEY, known_hosts: str = KNOWN_HOSTS, data: dict | None = None) -> dict:

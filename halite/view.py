@@ -205,16 +205,60 @@ def legacy_hba_sources(data: dict) -> list[str]:
 
 
 def etcd_view(data: dict, host: str) -> dict:
-    """etcd's member list, token and peers as this host needs them."""
+    """etcd's member list, token, peers and URLs as this host needs them.
+
+    With ``tls_on.etcd`` every URL is https and ``tls`` names the files etcd serves and
+    verifies with (the etcd user's copy of the host key), and the files its clients show
+    (``client``: Patroni runs as postgres, so the postgres copy); else ``tls`` is None.
+    ``endpoints`` are ``host:port`` (Patroni's ``etcd3.hosts``), ``client_urls`` the same
+    with the scheme. 127.0.0.1 listens too, for local clients (halite's modules, etcdctl).
+    """
     topo, etcd = data["topology"], data["etcd"]
     members = etcd_hosts(topo)
+    on = tls_on(data)["etcd"]
+    scheme = "https" if on else "http"
+    addr, client, peer = cluster_address(topo, host), etcd["client_port"], etcd["peer_port"]
+    keys = TLS_PATHS["keys"]
     return {
-        "initial_cluster": ",".join(f"{m}=http://{cluster_address(topo, m)}:{etcd['peer_port']}" for m in members),
+        "scheme": scheme,
+        "initial_cluster": ",".join(f"{m}={scheme}://{cluster_address(topo, m)}:{peer}" for m in members),
         "token": f"{data['patroni']['scope']}-{topo['name']}",
-        "endpoints": [f"{cluster_address(topo, m)}:{etcd['client_port']}" for m in members],
+        "endpoints": [f"{cluster_address(topo, m)}:{client}" for m in members],
+        "client_urls": [f"{scheme}://{cluster_address(topo, m)}:{client}" for m in members],
         "peers": [cluster_address(topo, m) for m in members if m != host],
-        "peer_url": f"http://{cluster_address(topo, host)}:{etcd['peer_port']}",
+        "peer_url": f"{scheme}://{addr}:{peer}",
+        "listen_client_urls": f"{scheme}://{addr}:{client},{scheme}://127.0.0.1:{client}",
+        "advertise_client_url": f"{scheme}://{addr}:{client}",
+        "local_url": f"{scheme}://127.0.0.1:{client}",
+        "tls": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": keys["etcd"],
+                "client": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": keys["postgres"]}}
+        if on else None,
     }
+
+
+def patroni_api_view(data: dict) -> dict:
+    """Patroni's REST API on a db host: its scheme, the local URL, and with
+    ``tls_on.patroni_api`` the files it serves with (the postgres copy of the host key)
+    and the CA it verifies clients' certificates against (``verify_client: optional``:
+    a client with no certificate may still read), else ``tls`` is None."""
+    on = tls_on(data)["patroni_api"]
+    scheme = "https" if on else "http"
+    return {
+        "scheme": scheme,
+        "local_url": f"{scheme}://127.0.0.1:{data['patroni']['restapi']['port']}",
+        "tls": {"ca": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": TLS_PATHS["keys"]["postgres"]}
+        if on else None,
+    }
+
+
+def haproxy_checks(data: dict) -> dict:
+    """HAProxy's health checks of the members' Patroni API, per member: the options after
+    ``check port N`` on its ``server`` line (https verified against halite's CA, the name
+    checked being the member's host name, which its certificate carries), or "" in clear text."""
+    hosts = hosts_with_role(data["topology"], "db")
+    if not tls_on(data)["patroni_api"]:
+        return {h: "" for h in hosts}
+    return {h: f"check-ssl verify required ca-file {TLS_PATHS['ca']} check-sni {h} verifyhost {h}" for h in hosts}
 
 
 def patroni_dcs(data: dict) -> dict:
@@ -352,7 +396,14 @@ def scrape_jobs(data: dict) -> list[dict]:
 
     Each target is ``{"host", "roles", "address"}`` (the host's cluster address and the
     exporter's port); ``roles`` is ``,db,`` style so a rule can match one role with a regex.
+    ``scheme`` is https for Patroni's API and etcd when their link is encrypted, with
+    ``tls_config`` (halite's CA; for etcd, which asks every client for one, a certificate
+    and key from halite's CA too: paths as on a host of the topology), else http and None.
     """
+    on = tls_on(data)
+    tls = {"patroni": {"ca_file": TLS_PATHS["ca"]} if on["patroni_api"] else None,
+           "etcd": {"ca_file": TLS_PATHS["ca"], "cert_file": TLS_PATHS["cert"], "key_file": TLS_PATHS["key"]}
+           if on["etcd"] else None}
     topo, ports = data["topology"], data["monitoring"]["ports"]
     every = list(topo["hosts"])
     db, haproxy = hosts_with_role(topo, "db"), hosts_with_role(topo, "haproxy")
@@ -364,7 +415,8 @@ def scrape_jobs(data: dict) -> list[dict]:
         ("etcd", db, data["etcd"]["client_port"], "/metrics"),
         ("haproxy", haproxy, data["haproxy"]["stats_port"], "/metrics"),
     ]
-    return [{"name": name, "metrics_path": path,
+    return [{"name": name, "metrics_path": path, "scheme": "https" if tls.get(name) else "http",
+             "tls_config": tls.get(name),
              "targets": [{"host": h, "roles": "," + ",".join(topo["hosts"][h]["roles"]) + ",",
                           "address": f"{cluster_address(topo, h)}:{port}"} for h in hosts]}
             for name, hosts, port, path in jobs if hosts]
@@ -388,6 +440,10 @@ def monitoring(data: dict) -> dict:
         # the command and ports named by the runbook lines
         "patronictl": (f"{platforms.COMMON_PATHS['patroni_venv']}/bin/patronictl "
                        f"-c {platforms.COMMON_PATHS['patroni_conf']}"),
+        # a member's /primary check by hand, as HAProxy asks it
+        "patroni_primary_curl": (f"curl -s --cacert {TLS_PATHS['ca']} https://MEMBER:{data['patroni']['restapi']['port']}/primary"
+                                 if tls_on(data)["patroni_api"]
+                                 else f"curl -s http://MEMBER:{data['patroni']['restapi']['port']}/primary"),
         "ports": {"haproxy_write": data["haproxy"]["write_port"], "haproxy_stats": data["haproxy"]["stats_port"],
                   "pgbouncer": data["pgbouncer"]["port"], "patroni": data["patroni"]["restapi"]["port"],
                   "etcd_peer": data["etcd"]["peer_port"]},
@@ -529,11 +585,14 @@ def host_view(data: dict, host: str) -> dict:
         view["restore_command"] = archive_commands(data)["restore_command"]
     if "db" in roles:
         view["etcd"] = etcd_view(data, host)
+        view["patroni_api"] = patroni_api_view(data)
         view["pg_hba"] = pg_hba(data)
         view["postgresql_tls"] = postgresql_tls(data)
         view["pgbouncer_tls"] = pgbouncer_tls(data)
         view["patroni_dcs"] = patroni_dcs(data)
         view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
+    if "haproxy" in roles:
+        view["haproxy_checks"] = haproxy_checks(data)
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     return view
@@ -562,6 +621,20 @@ def tls_on(data: dict) -> dict:
     clear text with ``tls.unsafe_plaintext``."""
     off = set(data["tls"]["unsafe_plaintext"])
     return {link: link not in off for link in TLS_LINKS}
+
+
+def tls_clients(data: dict) -> dict:
+    """What root's clients on a db host (halite's modules, etcdctl, run by orchestrations that
+    pass these on: salt-ssh gives direct calls no pillar) need: etcd's client URLs, the files
+    to show etcd (root's key; None in clear text) and the CA to check Patroni's API with (None
+    in clear text)."""
+    topo, on = data["topology"], tls_on(data)
+    scheme = "https" if on["etcd"] else "http"
+    return {
+        "etcd_urls": [f"{scheme}://{cluster_address(topo, m)}:{data['etcd']['client_port']}" for m in etcd_hosts(topo)],
+        "etcd": {"cacert": TLS_PATHS["ca"], "cert": TLS_PATHS["cert"], "key": TLS_PATHS["key"]} if on["etcd"] else None,
+        "patroni_api_ca": TLS_PATHS["ca"] if on["patroni_api"] else None,
+    }
 
 
 def service_name(data: dict) -> str:
@@ -708,6 +781,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     out["pgbackrest_paths"] = dict(PGBACKREST_PATHS)
     out["tls_paths"] = copy.deepcopy(TLS_PATHS)
     out["tls_on"] = tls_on(data)
+    out["tls_clients"] = tls_clients(data)
     out["service_name"] = service_name(data)
     # each host's PostgreSQL paths, for orchestrations that pass them to module functions
     # (salt-ssh gives a function called directly no pillar on the host)

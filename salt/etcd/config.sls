@@ -33,8 +33,7 @@ etcd-config-file:
         name: {{ hl.host.name }}
         address: {{ hl.host.address }}
         etcd: {{ hl.etcd|json }}
-        initial_cluster: {{ hl.host.etcd.initial_cluster }}
-        token: {{ hl.host.etcd.token }}
+        view: {{ hl.host.etcd|json }}
         initial_cluster_state: {{ cluster_state }}
     - require:
       - file: etcd-data-dir

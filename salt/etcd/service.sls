@@ -1,5 +1,6 @@
 {%- from "map.jinja" import hl with context %}
 include:
+  - etcd.tls
   - etcd.config
 
 etcd-service-running:
@@ -7,4 +8,7 @@ etcd-service-running:
     - name: {{ hl.services.etcd }}
     - enable: True
     - watch:
+{%- if hl.tls_on.etcd %}
+      - file: etcd-tls-key
+{%- endif %}
       - sls: etcd.config

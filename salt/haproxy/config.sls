@@ -1,6 +1,9 @@
 {%- from "map.jinja" import hl with context %}
 include:
   - haproxy.install
+{%- if hl.tls_on.patroni_api %}
+  - tls  # the health checks verify the members against halite's CA
+{%- endif %}
 
 haproxy-config-file:
   file.managed:
@@ -13,3 +16,6 @@ haproxy-config-file:
     - check_cmd: haproxy -c -f
     - require:
       - sls: haproxy.install
+{%- if hl.tls_on.patroni_api %}
+      - file: halite-tls-ca
+{%- endif %}

@@ -29,9 +29,8 @@
 {%- set pg_port = salt['pillar.get']('halite:postgresql:port') %}
 {%- set api_port = salt['pillar.get']('halite:patroni:restapi:port') %}
 {#- salt-ssh gives a function called directly no pillar on the host: paths and ports are passed #}
-{%- set addresses = salt['pillar.get']('halite:addresses') %}
-{%- set endpoints = [] %}
-{%- for h in db %}{% do endpoints.append(addresses[h] ~ ':' ~ salt['pillar.get']('halite:etcd:client_port')) %}{% endfor %}
+{#- etcd's client URLs and the TLS files root's clients use (halite.view.tls_clients) #}
+{%- set tls_clients = salt['pillar.get']('halite:tls_clients') %}
 {%- if not backup %}
 {{- raise("orch.restore: the topology has no host with the role backup") }}
 {%- endif %}
@@ -64,6 +63,9 @@ restore-stop-replicas:
         pg_path: {{ paths[member].pg_datadir }}
         bin_dir: {{ paths[member].pg_bindir }}
         api_port: {{ api_port }}
+{%- if tls_clients.patroni_api_ca %}
+        api_ca_file: {{ tls_clients.patroni_api_ca }}
+{%- endif %}
     - require:
       - halite_ssh: restore-plan
 
@@ -77,6 +79,9 @@ restore-stop-leader:
         pg_path: {{ paths[member].pg_datadir }}
         bin_dir: {{ paths[member].pg_bindir }}
         api_port: {{ api_port }}
+{%- if tls_clients.patroni_api_ca %}
+        api_ca_file: {{ tls_clients.patroni_api_ca }}
+{%- endif %}
     - require:
       - halite_ssh: restore-stop-replicas
 
@@ -85,7 +90,12 @@ restore-remove-cluster:
     - name: pitr.remove_cluster
     - tgt: {{ member }}
     - kwarg:
-        endpoints: {{ endpoints|join(',') }}
+        endpoints: {{ tls_clients.etcd_urls|join(',') }}
+{%- if tls_clients.etcd %}
+        cacert: {{ tls_clients.etcd.cacert }}
+        cert: {{ tls_clients.etcd.cert }}
+        key: {{ tls_clients.etcd.key }}
+{%- endif %}
         namespace: {{ salt['pillar.get']('halite:patroni:namespace') }}
         scope: {{ salt['pillar.get']('halite:patroni:scope') }}
     - require:

@@ -15,8 +15,10 @@ etcd-leader-away-script:
     - makedirs: True
     - mode: "0755"
     - context:
-        etcd_port: {{ hl.etcd.client_port }}
-        patroni_port: {{ hl.patroni.restapi.port }}
+        etcd_url: {{ hl.host.etcd.local_url }}
+        etcd_tls: {{ (hl.host.etcd.tls.client if hl.host.etcd.tls else {})|json }}
+        patroni_url: {{ hl.host.patroni_api.local_url }}
+        patroni_tls: {{ (hl.host.patroni_api.tls or {})|json }}
 
 etcd-leader-away-units:
   file.managed:

@@ -2,6 +2,7 @@
 # Patroni's unit starts PostgreSQL. A changed patroni.yml is reloaded (SIGHUP),
 # never restarted: restarts of PostgreSQL go through orch.rolling_restart.
 include:
+  - patroni.tls
   - patroni.config
   - etcd
 
@@ -30,6 +31,9 @@ patroni-service-running:
       - sls: etcd
     - watch:
       - file: patroni-config-file
+{%- if hl.tls_on.etcd or hl.tls_on.patroni_api %}
+      - file: halite-tls-key-postgres
+{%- endif %}
 
 patroni-cluster-healthy:
   patroni_cluster.healthy:

@@ -152,7 +152,7 @@ def test_etcd_join_asks_the_other_members_and_starts_as_existing(tmp):
     assert res.returncode == 0, res.stdout + res.stderr
     states = json.loads(res.stdout)["local"]
     args = step_args({"salt": states["etcd-member-registered"]["etcd_member"]})
-    assert args["peer_url"] == "http://10.77.1.13:2380"
+    assert args["peer_url"] == "https://10.77.1.13:2380"  # etcd's peers speak TLS by default
     assert args["peers"] == ["10.77.1.11", "10.77.1.12"]
     assert args["require_in"] == [{"file": "etcd-config-file"}]
     config = step_args({"salt": states["etcd-config-file"]["file"]})

@@ -100,7 +100,7 @@ def test_restore_checks_first_stops_replicas_before_the_leader_and_restores_the_
     assert after("restore-replicas-wipe") == ["restore-leader-up"]
     assert step_args(steps["restore-stop-replicas"])["kwarg"] == {
         "role": "replica", "pg_path": "/var/lib/postgresql/15/halite", "bin_dir": "/usr/lib/postgresql/15/bin",
-        "api_port": 8008}
+        "api_port": 8008, "api_ca_file": "/etc/halite/tls/ca.crt"}  # Patroni's API over https (TLS by default)
     assert step_args(steps["restore-plan"])["tgt"] == "db-02"
     # as JSON text: salt-ssh hands keyword values to the host as text
     assert json.loads(step_args(steps["restore-plan"])["kwarg"]["target"]) == {"time": "2026-11-30 08:00:00+00"}

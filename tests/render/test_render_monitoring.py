@@ -275,11 +275,22 @@ def test_the_write_proxy_is_haproxys_listen_for_writes():
 
 def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promtool(tmp, rules_file, mon):
     text = render(tmp, "monitoring/files/prometheus.yml.jinja", mon=mon, rules_file=str(rules_file))
+    # promtool checks that the TLS files exist: halite's, as a host of the topology holds them
+    # (salt/tls), stand in for them in a folder of the test's
+    tls = tmp / "tls"
+    tls.mkdir(exist_ok=True)
+    for name in ("ca.crt", "host.crt", "host.key"):
+        (tls / name).write_text("")
     path = tmp / "prometheus.yml"
-    path.write_text(text)
+    path.write_text(text.replace(view.TLS_PATHS["dir"] + "/", f"{tls}/"))
     res = promtool("check", "config", str(path))
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
+    # Patroni's API and etcd over https, checked against halite's CA; etcd asks for a client certificate
+    assert jobs["patroni"]["scheme"] == "https" and jobs["patroni"]["tls_config"] == {"ca_file": view.TLS_PATHS["ca"]}
+    assert jobs["etcd"]["scheme"] == "https" and jobs["etcd"]["tls_config"] == {
+        "ca_file": view.TLS_PATHS["ca"], "cert_file": view.TLS_PATHS["cert"], "key_file": view.TLS_PATHS["key"]}
+    assert jobs["node"]["scheme"] == "http" and "tls_config" not in jobs["node"]
     assert set(jobs) == {"node", "postgres", "pgbouncer", "patroni", "etcd", "haproxy"}
 
     def targets(job):

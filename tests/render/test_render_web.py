@@ -110,7 +110,9 @@ def test_site_on_the_cluster_by_pillar(tmp):
     tls = "host=halite.halite.lab hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert=/etc/halite/tls/ca.crt"
     assert site["write_dsn"] == tls.format(5000) + " dbname=carsale user=carsale password=" + QUOTED_APP_PW
     assert site["read_dsn"] == tls.format(5001) + " dbname=carsale user=carsale password=" + QUOTED_APP_PW
-    assert site["patroni_urls"] == "http://10.77.1.11:8008,http://10.77.1.12:8008,http://10.77.1.13:8008"
+    # Patroni's API over https (tls.unsafe_plaintext leaves it alone), verified against halite's CA
+    assert site["patroni_urls"] == "https://10.77.1.11:8008,https://10.77.1.12:8008,https://10.77.1.13:8008"
+    assert site["patroni_ca_file"] == "/etc/halite/tls/ca.crt"
     assert arg(states, "web-target-file", "contents") == "cluster"
     assert {"sls": "haproxy"} in arg(states, "web-schema-migrate", "require")
     assert "web-demo-data" not in states
@@ -202,9 +204,11 @@ def test_orch_migrate_order(tmp):
 def test_templates(tmp):
     env = template(tmp, "web/files/site.env.jinja", site={
         "target": "cluster", "write_dsn": "host=127.0.0.1 port=5000 user=carsale password='a b'",
-        "read_dsn": "host=127.0.0.1 port=5001", "patroni_urls": "http://10.77.1.11:8008", "secret_key": "s3"})
+        "read_dsn": "host=127.0.0.1 port=5001", "patroni_urls": "https://10.77.1.11:8008",
+        "patroni_ca_file": "/etc/halite/tls/ca.crt", "secret_key": "s3"})
     assert "HALITE_WEB_WRITE_DSN=host=127.0.0.1 port=5000 user=carsale password='a b'\n" in env
-    assert "HALITE_WEB_PATRONI_URLS=http://10.77.1.11:8008\n" in env and "HALITE_WEB_SECRET_KEY=s3\n" in env
+    assert "HALITE_WEB_PATRONI_URLS=https://10.77.1.11:8008\n" in env and "HALITE_WEB_SECRET_KEY=s3\n" in env
+    assert "HALITE_WEB_PATRONI_CA_FILE=/etc/halite/tls/ca.crt\n" in env
     unit = template(tmp, "web/files/carsale.service.jinja", user="carsale", home="/opt/carsale", config_dir="/etc/carsale")
     assert "ExecStart=/opt/carsale/venv/bin/gunicorn --config /etc/carsale/gunicorn.conf.py\n" in unit
     assert "ExecReload=/bin/kill -s HUP $MAINPID\n" in unit and "User=carsale\n" in unit

@@ -31,7 +31,7 @@ def salt_utils() -> dict:
     import halite_wait
 
     utils = {f"halite_http.{name}": getattr(halite_http, name)
-             for name in ("setting", "check_keywords", "base_url", "request")}
+             for name in ("setting", "check_keywords", "base_url", "request", "opener")}
     utils["halite_wait.poll"] = halite_wait.poll
     return utils
 
@@ -62,6 +62,7 @@ class FakeHTTP:
     def __init__(self):
         self.routes: dict[tuple[str, str], object] = {}
         self.calls: list[dict] = []
+        self.tls: dict | None = None  # what halite_http.opener was asked for (see opener)
 
     def route(self, method: str, url: str, *answers):
         self.routes[(method, url)] = list(answers)
@@ -89,6 +90,11 @@ class FakeHTTP:
         if status >= 400:
             raise urllib.error.HTTPError(req.full_url, status, "Error", {}, io.BytesIO(raw))
         return FakeResponse(status, raw)
+
+    def opener(self, ca_file=None, cert_file=None, key_file=None):
+        """Stands in for ``halite_http.opener``: records the TLS files asked for, answers itself."""
+        self.tls = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+        return self
 
     def requests(self, method: str, url: str) -> list[dict]:
         return [c for c in self.calls if c["method"] == method and c["url"] == url]

@@ -144,3 +144,11 @@ def test_roster_hands_db_hosts_the_api_settings_as_minion_opts(good):
     assert r["db-01"]["minion_opts"]["halite"]["patroni"]["restapi"]["username"] == "patroni"
     assert r["db-01"]["minion_opts"]["halite"]["etcd"]["client_port"] == 2379
     assert "minion_opts" not in r["jump-01"] and "minion_opts" not in r["app-01"]
+    # direct calls speak TLS as the pillar says, with the files the tls state lays down
+    opts = r["db-01"]["minion_opts"]["halite"]
+    assert opts["tls_on"]["etcd"] is True and opts["tls_on"]["patroni_api"] is True
+    assert opts["tls_paths"] == {"dir": "/etc/halite/tls", "ca": "/etc/halite/tls/ca.crt",
+                                 "cert": "/etc/halite/tls/host.crt", "key": "/etc/halite/tls/host.key"}
+    data["tls"]["unsafe_plaintext"] = ["etcd"]
+    opts = roster(data["topology"], key="/k", known_hosts="/kh", data=data)["db-01"]["minion_opts"]["halite"]
+    assert opts["tls_on"]["etcd"] is False and opts["tls_on"]["patroni_api"] is True

@@ -8,7 +8,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from conftest import salt_utils
 
 PILLAR = {"halite": {"etcd": {"client_port": 22379}}}
-ETCD = "http://127.0.0.1:22379"  # port from PILLAR
+ETCD = "https://127.0.0.1:22379"  # port from PILLAR
 
 # uint64 ids as the 3.4 gateway sends them: decimal strings.
 ID_1, ID_2, ID_3 = "10276657743932975437", "10501334649042878790", "18249187646912138824"
@@ -20,8 +20,8 @@ def member(member_id, name, address):
     return {
         "ID": member_id,
         "name": name,
-        "peerURLs": [f"http://{address}:2380"],
-        "clientURLs": [f"http://{address}:2379"],
+        "peerURLs": [f"https://{address}:2380"],
+        "clientURLs": [f"https://{address}:2379"],
     }
 
 
@@ -59,7 +59,7 @@ def configure_loader_modules():
 
 @pytest.fixture
 def etcd(fake_http):
-    with patch.object(etcd_cluster._OPENER, "open", fake_http.open):
+    with patch.object(etcd_cluster._OPENER, "open", fake_http.open), patch.dict(etcd_cluster.__utils__, {"halite_http.opener": fake_http.opener}):
         fake_http.route("POST", f"{ETCD}/v3/cluster/member/list", (200, MEMBER_LIST))
         yield fake_http
 
@@ -73,8 +73,8 @@ def test_members_turns_string_ids_into_hex(etcd):
     assert found[0] == {
         "id": "8e9e05c52164694d",
         "name": "db-01",
-        "peer_urls": ["http://10.0.0.11:2380"],
-        "client_urls": ["http://10.0.0.11:2379"],
+        "peer_urls": ["https://10.0.0.11:2380"],
+        "client_urls": ["https://10.0.0.11:2379"],
         "is_learner": False,
         "started": True,
     }
@@ -83,11 +83,11 @@ def test_members_turns_string_ids_into_hex(etcd):
 
 
 def test_members_unstarted_member_has_no_name(etcd):
-    data = {"header": HEADER, "members": [member(ID_1, "db-01", "10.0.0.11"), {"ID": ID_2, "peerURLs": ["http://10.0.0.12:2380"]}]}
+    data = {"header": HEADER, "members": [member(ID_1, "db-01", "10.0.0.11"), {"ID": ID_2, "peerURLs": ["https://10.0.0.12:2380"]}]}
     etcd.route("POST", f"{ETCD}/v3/cluster/member/list", (200, data))
     found = etcd_cluster.members()
     assert found[1] == {
-        "id": HEX_2, "name": "", "peer_urls": ["http://10.0.0.12:2380"], "client_urls": [],
+        "id": HEX_2, "name": "", "peer_urls": ["https://10.0.0.12:2380"], "client_urls": [],
         "is_learner": False, "started": False,
     }
 
@@ -120,7 +120,7 @@ def test_health_503_is_an_answer_not_an_error(etcd):
 
 
 def test_health_unreachable_names_the_url(fake_http):
-    with patch.object(etcd_cluster._OPENER, "open", fake_http.open):
+    with patch.object(etcd_cluster._OPENER, "open", fake_http.open), patch.dict(etcd_cluster.__utils__, {"halite_http.opener": fake_http.opener}):
         with pytest.raises(CommandExecutionError) as err:
             etcd_cluster.health()
     assert f"etcd GET {ETCD}/health is unreachable" in str(err.value)
@@ -133,32 +133,32 @@ def test_http_error_includes_status_and_body(etcd):
         f"{ETCD}/v3/maintenance/alarm",
         (503, {"error": "etcdserver: request timed out", "message": "etcdserver: request timed out", "code": 14}),
     )
-    with pytest.raises(CommandExecutionError, match=r"POST http://127.0.0.1:22379/v3/maintenance/alarm answered HTTP 503.*request timed out"):
+    with pytest.raises(CommandExecutionError, match=r"POST https://127.0.0.1:22379/v3/maintenance/alarm answered HTTP 503.*request timed out"):
         etcd_cluster.alarms()
 
 
 def test_port_from_kwarg(fake_http):
-    fake_http.route("POST", "http://127.0.0.1:32379/v3/cluster/member/list", (200, MEMBER_LIST))
-    with patch.object(etcd_cluster._OPENER, "open", fake_http.open):
+    fake_http.route("POST", "https://127.0.0.1:32379/v3/cluster/member/list", (200, MEMBER_LIST))
+    with patch.object(etcd_cluster._OPENER, "open", fake_http.open), patch.dict(etcd_cluster.__utils__, {"halite_http.opener": fake_http.opener}):
         assert len(etcd_cluster.members(port=32379)) == 3
 
 
 def test_leader_asks_every_endpoint_and_tolerates_one_down(etcd):
-    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, ID_3)))
-    etcd.route("POST", "http://10.0.0.12:2379/v3/maintenance/status", (200, status(ID_2, ID_3)))
+    etcd.route("POST", "https://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, ID_3)))
+    etcd.route("POST", "https://10.0.0.12:2379/v3/maintenance/status", (200, status(ID_2, ID_3)))
     # 10.0.0.13 has no route: connection refused.
     assert etcd_cluster.leader() == "db-03"
-    assert len(etcd.requests("POST", "http://10.0.0.13:2379/v3/maintenance/status")) == 1
+    assert len(etcd.requests("POST", "https://10.0.0.13:2379/v3/maintenance/status")) == 1
 
 
 def test_leader_none_when_nobody_knows(etcd):
-    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, "0")))
+    etcd.route("POST", "https://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, "0")))
     assert etcd_cluster.leader() is None
 
 
 def test_status_lists_each_endpoint(etcd):
-    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, ID_1)))
-    etcd.route("POST", "http://10.0.0.12:2379/v3/maintenance/status", (200, status(ID_2, ID_1)))
+    etcd.route("POST", "https://10.0.0.11:2379/v3/maintenance/status", (200, status(ID_1, ID_1)))
+    etcd.route("POST", "https://10.0.0.12:2379/v3/maintenance/status", (200, status(ID_2, ID_1)))
     found = etcd_cluster.status()
     assert found[0]["name"] == "db-01"
     assert found[0]["is_leader"] is True
@@ -166,7 +166,7 @@ def test_status_lists_each_endpoint(etcd):
     assert found[0]["raft_term"] == 2
     assert found[1]["is_leader"] is False
     assert found[1]["leader"] == HEX_1
-    assert found[2]["endpoint"] == "http://10.0.0.13:2379"
+    assert found[2]["endpoint"] == "https://10.0.0.13:2379"
     assert "unreachable" in found[2]["error"]
 
 
@@ -192,28 +192,28 @@ def test_member_add_returns_initial_cluster(etcd):
     new_id = "5765298245428390391"
     reply = {
         "header": HEADER,
-        "member": {"ID": new_id, "peerURLs": ["http://10.0.0.14:2380"]},
-        "members": MEMBER_LIST["members"] + [{"ID": new_id, "peerURLs": ["http://10.0.0.14:2380"]}],
+        "member": {"ID": new_id, "peerURLs": ["https://10.0.0.14:2380"]},
+        "members": MEMBER_LIST["members"] + [{"ID": new_id, "peerURLs": ["https://10.0.0.14:2380"]}],
     }
     etcd.route("POST", f"{ETCD}/v3/cluster/member/add", (200, reply))
-    result = etcd_cluster.member_add("http://10.0.0.14:2380", name="db-04")
+    result = etcd_cluster.member_add("https://10.0.0.14:2380", name="db-04")
     assert result["added"] is True
     assert result["id"] == format(int(new_id), "x")
     assert result["initial_cluster"] == (
-        "db-01=http://10.0.0.11:2380,db-02=http://10.0.0.12:2380,"
-        "db-03=http://10.0.0.13:2380,db-04=http://10.0.0.14:2380"
+        "db-01=https://10.0.0.11:2380,db-02=https://10.0.0.12:2380,"
+        "db-03=https://10.0.0.13:2380,db-04=https://10.0.0.14:2380"
     )
     assert result["initial_cluster_state"] == "existing"
     assert result["reply"] == reply
-    assert etcd.requests("POST", f"{ETCD}/v3/cluster/member/add")[0]["body"] == {"peerURLs": ["http://10.0.0.14:2380"]}
+    assert etcd.requests("POST", f"{ETCD}/v3/cluster/member/add")[0]["body"] == {"peerURLs": ["https://10.0.0.14:2380"]}
 
 
 def test_member_add_existing_peer_url_adds_nothing(etcd):
-    result = etcd_cluster.member_add("http://10.0.0.13:2380")
+    result = etcd_cluster.member_add("https://10.0.0.13:2380")
     assert result["added"] is False
     assert result["name"] == "db-03"
     assert result["id"] == HEX_3
-    assert result["initial_cluster"].endswith("db-03=http://10.0.0.13:2380")
+    assert result["initial_cluster"].endswith("db-03=https://10.0.0.13:2380")
     assert not etcd.requests("POST", f"{ETCD}/v3/cluster/member/add")
 
 
@@ -224,7 +224,7 @@ def test_member_add_refused_by_etcd(etcd):
         (400, {"error": "etcdserver: unhealthy cluster", "code": 9}),
     )
     with pytest.raises(CommandExecutionError, match="member/add answered HTTP 400.*unhealthy cluster"):
-        etcd_cluster.member_add("http://10.0.0.14:2380", name="db-04")
+        etcd_cluster.member_add("https://10.0.0.14:2380", name="db-04")
 
 
 def test_member_add_checks_the_url(etcd):
@@ -260,20 +260,20 @@ def test_member_remove_unknown_name_lists_the_members(etcd):
 
 def leader_is(etcd, leader_id):
     for member_id, address in ((ID_1, "10.0.0.11"), (ID_2, "10.0.0.12"), (ID_3, "10.0.0.13")):
-        etcd.route("POST", f"http://{address}:2379/v3/maintenance/status", (200, status(member_id, leader_id)))
+        etcd.route("POST", f"https://{address}:2379/v3/maintenance/status", (200, status(member_id, leader_id)))
 
 
 def test_move_leader_asks_the_leader_to_hand_over(etcd):
     leader_is(etcd, ID_1)
-    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
+    etcd.route("POST", "https://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
     assert etcd_cluster.move_leader(target="db-03") == {"moved": True, "from": "db-01", "to": "db-03"}
-    sent = etcd.requests("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership")
+    sent = etcd.requests("POST", "https://10.0.0.11:2379/v3/maintenance/transfer-leadership")
     assert [c["body"] for c in sent] == [{"targetID": ID_3}]
 
 
 def test_move_leader_default_target_is_the_first_other_member(etcd):
     leader_is(etcd, ID_1)
-    etcd.route("POST", "http://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
+    etcd.route("POST", "https://10.0.0.11:2379/v3/maintenance/transfer-leadership", (200, {"header": HEADER}))
     assert etcd_cluster.move_leader()["to"] == "db-02"
 
 
@@ -287,3 +287,28 @@ def test_move_leader_without_a_leader_is_an_error(etcd):
     leader_is(etcd, "0")
     with pytest.raises(CommandExecutionError, match="no leader to move"):
         etcd_cluster.move_leader()
+
+
+def test_https_with_halite_ca_and_roots_client_certificate(etcd):
+    assert etcd_cluster.members()[0]["name"] == "db-01"
+    assert etcd.calls[0]["url"] == f"{ETCD}/v3/cluster/member/list" and ETCD.startswith("https://")
+    assert etcd.tls == {"ca_file": "/etc/halite/tls/ca.crt", "cert_file": "/etc/halite/tls/host.crt",
+                        "key_file": "/etc/halite/tls/host.key"}
+
+
+def test_tls_paths_and_the_plaintext_switch_come_from_config(fake_http):
+    paths = {"ca": "/x/ca.pem", "cert": "/x/me.pem", "key": "/x/me.key"}
+    opts = {"halite": {"etcd": {"client_port": 32379}, "tls_paths": paths}}
+    with patch.object(etcd_cluster._OPENER, "open", fake_http.open), \
+            patch.dict(etcd_cluster.__utils__, {"halite_http.opener": fake_http.opener}), \
+            patch.dict(salt.modules.config.__pillar__, {}, clear=True), patch.dict(salt.modules.config.__opts__, opts):
+        fake_http.route("POST", "https://127.0.0.1:32379/v3/cluster/member/list", (200, MEMBER_LIST))
+        etcd_cluster.members()
+        assert fake_http.tls == {"ca_file": "/x/ca.pem", "cert_file": "/x/me.pem", "key_file": "/x/me.key"}
+        # etcd in clear text (tls.unsafe_plaintext: [etcd]): plain http, no TLS opener at all
+        fake_http.tls = None
+        opts["halite"]["tls_on"] = {"etcd": False}
+        fake_http.route("POST", "http://127.0.0.1:32379/v3/cluster/member/list", (200, MEMBER_LIST))
+        etcd_cluster.members()
+        assert fake_http.calls[-1]["url"] == "http://127.0.0.1:32379/v3/cluster/member/list"
+        assert fake_http.tls is None

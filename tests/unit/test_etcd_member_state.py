@@ -9,13 +9,13 @@ import salt.modules.config
 from conftest import salt_utils
 
 ID_1, ID_2, ID_3, NEW = "10276657743932975437", "10501334649042878790", "18249187646912138824", "5765298245428390391"
-P1, P2 = "http://10.0.0.11:2379", "http://10.0.0.12:2379"
-NEW_PEER = "http://10.0.0.13:2380"
+P1, P2 = "https://10.0.0.11:2379", "https://10.0.0.12:2379"
+NEW_PEER = "https://10.0.0.13:2380"
 
 
 def member(member_id, name, address):
-    return {"ID": member_id, "name": name, "peerURLs": [f"http://{address}:2380"],
-            "clientURLs": [f"http://{address}:2379"] if name else []}
+    return {"ID": member_id, "name": name, "peerURLs": [f"https://{address}:2380"],
+            "clientURLs": [f"https://{address}:2379"] if name else []}
 
 
 TWO = [member(ID_1, "db-01", "10.0.0.11"), member(ID_2, "db-02", "10.0.0.12")]
@@ -34,7 +34,7 @@ def configure_loader_modules():
 
 @pytest.fixture
 def etcd(fake_http):
-    with patch.object(etcd_cluster._OPENER, "open", fake_http.open):
+    with patch.object(etcd_cluster._OPENER, "open", fake_http.open), patch.dict(etcd_cluster.__utils__, {"halite_http.opener": fake_http.opener}):
         yield fake_http
 
 
@@ -54,7 +54,7 @@ def test_present_adds_through_the_first_peer_that_answers(etcd):
     assert ret["result"] is True, ret
     assert ret["changes"] == {"member": {"old": None, "new": {
         "name": "db-03", "peer_url": NEW_PEER, "id": format(int(NEW), "x")}}}
-    assert "through 10.0.0.12" in ret["comment"] and "db-03=http://10.0.0.13:2380" in ret["comment"]
+    assert "through 10.0.0.12" in ret["comment"] and "db-03=https://10.0.0.13:2380" in ret["comment"]
     assert [c["body"] for c in etcd.requests("POST", f"{P2}/v3/cluster/member/add")] == [{"peerURLs": [NEW_PEER]}]
 
 

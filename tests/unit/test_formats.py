@@ -542,3 +542,12 @@ def test_login_through_pgbouncer(pgbouncer, role):
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(host="127.0.0.1", port=pgbouncer, dbname="postgres", user=role, password=password + "x",
                         connect_timeout=5)
+
+
+def test_the_status_page_asks_patroni_over_https_unless_the_pillar_says_otherwise():
+    data = config.load()
+    assert formats.web_dsns(data, "app-01")["patroni_urls"] == \
+        "https://10.77.1.11:8008,https://10.77.1.12:8008,https://10.77.1.13:8008"
+    data["tls"]["unsafe_plaintext"] = ["patroni_api"]
+    assert formats.web_dsns(data, "app-01")["patroni_urls"] == \
+        "http://10.77.1.11:8008,http://10.77.1.12:8008,http://10.77.1.13:8008"

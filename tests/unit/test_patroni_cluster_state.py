@@ -14,7 +14,7 @@ import salt.modules.config
 from salt.exceptions import CommandExecutionError
 from conftest import salt_utils
 
-API = "http://127.0.0.1:8008"
+API = "https://127.0.0.1:8008"
 PILLAR = {"halite": {"patroni": {"restapi": {"username": "patroni", "password": "s3cret"}}}}
 
 # GET /config as Patroni answers it: parameters may come back as strings.
@@ -77,7 +77,7 @@ def clock(clock):  # pylint: disable=redefined-outer-name
 
 @pytest.fixture
 def api(fake_http, clock):
-    with patch.object(patroni._OPENER, "open", fake_http.open):
+    with patch.object(patroni._OPENER, "open", fake_http.open), patch.dict(patroni.__utils__, {"halite_http.opener": fake_http.opener}):
         yield fake_http
 
 
@@ -102,7 +102,7 @@ def test_healthy_at_once(clock):
 def test_healthy_waits_through_errors_and_problems(clock):
     health = MagicMock(
         side_effect=[
-            CommandExecutionError("Patroni REST API GET http://127.0.0.1:8008/cluster is unreachable"),
+            CommandExecutionError("Patroni REST API GET https://127.0.0.1:8008/cluster is unreachable"),
             healthy_seen(healthy=False, problems=["db-03 is starting, not streaming"]),
             healthy_seen(),
         ]
@@ -132,13 +132,13 @@ def test_healthy_times_out_with_what_it_saw(clock):
 
 
 def test_healthy_timeout_when_table_fails_too(clock):
-    failure = CommandExecutionError("Patroni REST API GET http://127.0.0.1:8008/cluster is unreachable")
+    failure = CommandExecutionError("Patroni REST API GET https://127.0.0.1:8008/cluster is unreachable")
     health = MagicMock(side_effect=failure)
     table = MagicMock(side_effect=failure)
     with patch.dict(patroni_cluster.__salt__, {"patroni.health": health, "patroni.table": table}):
         ret = patroni_cluster.healthy("gate", timeout=2, interval=1)
     assert ret["result"] is False
-    assert "Last seen: Patroni REST API GET http://127.0.0.1:8008/cluster is unreachable" in ret["comment"]
+    assert "Last seen: Patroni REST API GET https://127.0.0.1:8008/cluster is unreachable" in ret["comment"]
     assert "(no member table:" in ret["comment"]
 
 

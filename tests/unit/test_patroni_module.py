@@ -15,7 +15,7 @@ PILLAR = {
         "patroni": {"restapi": {"port": 8018, "username": "patroni", "password": "s3cret"}},
     }
 }
-API = "http://127.0.0.1:8018"  # port from PILLAR
+API = "https://127.0.0.1:8018"  # port from PILLAR
 
 # GET /cluster as Patroni 4.1 answers it in synchronous mode.
 CLUSTER = {
@@ -24,7 +24,7 @@ CLUSTER = {
             "name": "db-01",
             "role": "leader",
             "state": "running",
-            "api_url": "http://10.0.0.11:8008/patroni",
+            "api_url": "https://10.0.0.11:8008/patroni",
             "host": "10.0.0.11",
             "port": 5432,
             "timeline": 3,
@@ -33,7 +33,7 @@ CLUSTER = {
             "name": "db-02",
             "role": "sync_standby",
             "state": "streaming",
-            "api_url": "http://10.0.0.12:8008/patroni",
+            "api_url": "https://10.0.0.12:8008/patroni",
             "host": "10.0.0.12",
             "port": 5432,
             "timeline": 3,
@@ -48,7 +48,7 @@ CLUSTER = {
             "name": "db-03",
             "role": "replica",
             "state": "streaming",
-            "api_url": "http://10.0.0.13:8008/patroni",
+            "api_url": "https://10.0.0.13:8008/patroni",
             "host": "10.0.0.13",
             "port": 5432,
             "timeline": 3,
@@ -99,7 +99,7 @@ def configure_loader_modules():
 @pytest.fixture
 def api(fake_http, clock):
     """The fake Patroni; time inside the module is the fake clock."""
-    with patch.object(patroni._OPENER, "open", fake_http.open), patch.object(patroni, "time", clock):
+    with patch.object(patroni._OPENER, "open", fake_http.open), patch.dict(patroni.__utils__, {"halite_http.opener": fake_http.opener}), patch.object(patroni, "time", clock):
         yield fake_http
 
 
@@ -147,7 +147,7 @@ def test_leader_none_without_leader(api):
 
 
 def test_kwargs_override_pillar(api):
-    api.route("GET", "http://10.0.0.12:9008/cluster", (200, CLUSTER))
+    api.route("GET", "https://10.0.0.12:9008/cluster", (200, CLUSTER))
     assert patroni.leader(host="10.0.0.12", port=9008) == "db-01"
 
 
@@ -303,13 +303,13 @@ def test_http_401_hints_at_credentials(api):
 
 def test_bad_json_is_an_error(api):
     api.route("GET", f"{API}/config", (200, "<html>not json</html>"))
-    with pytest.raises(CommandExecutionError, match=r"GET http://127.0.0.1:8018/config returned a body that is not JSON"):
+    with pytest.raises(CommandExecutionError, match=r"GET https://127.0.0.1:8018/config returned a body that is not JSON"):
         patroni.config()
 
 
 def test_timeout_is_an_error(api):
     api.route("GET", f"{API}/cluster", TimeoutError("timed out"))
-    with pytest.raises(CommandExecutionError, match=r"GET http://127.0.0.1:8018/cluster did not answer within 3 seconds"):
+    with pytest.raises(CommandExecutionError, match=r"GET https://127.0.0.1:8018/cluster did not answer within 3 seconds"):
         patroni.members(http_timeout=3)
 
 
@@ -379,10 +379,10 @@ def test_failover(api):
 
 def test_restart_remote_member_uses_its_api_url(api):
     api.route("GET", f"{API}/cluster", (200, CLUSTER))
-    api.route("POST", "http://10.0.0.13:8008/restart", (200, "restarted successfully"))
+    api.route("POST", "https://10.0.0.13:8008/restart", (200, "restarted successfully"))
     result = patroni.restart("db-03", restart_pending=True, timeout=60)
     assert result == {"member": "db-03", "message": "restarted successfully"}
-    post = api.requests("POST", "http://10.0.0.13:8008/restart")[0]
+    post = api.requests("POST", "https://10.0.0.13:8008/restart")[0]
     assert post["body"] == {"restart_pending": True, "timeout": 60}
     assert post["headers"]["Authorization"] == basic("patroni", "s3cret")
 
@@ -402,10 +402,10 @@ def test_restart_unknown_member(api):
 def test_reload_and_reinit(api):
     api.route("GET", f"{API}/cluster", (200, CLUSTER))
     api.route("POST", f"{API}/reload", (202, "reload scheduled"))
-    api.route("POST", "http://10.0.0.13:8008/reinitialize", (200, "reinitialize started"))
+    api.route("POST", "https://10.0.0.13:8008/reinitialize", (200, "reinitialize started"))
     assert patroni.reload() == {"member": "local", "message": "reload scheduled"}
     assert patroni.reinit("db-03", force=True) == {"member": "db-03", "message": "reinitialize started"}
-    assert api.requests("POST", "http://10.0.0.13:8008/reinitialize")[0]["body"] == {"force": True}
+    assert api.requests("POST", "https://10.0.0.13:8008/reinitialize")[0]["body"] == {"force": True}
 
 
 def test_url_error_reason_from_real_exception(api):
@@ -448,3 +448,18 @@ def test_rolling_restart_names_the_member_that_does_not_come_back():
             patch.object(patroni.time, "sleep"), patch.object(patroni.time, "monotonic", side_effect=[0, 0, 10, 10, 20]):
         with pytest.raises(CommandExecutionError, match="db-02 did not become a streaming replica"):
             patroni.rolling_restart(timeout=5)
+
+
+def test_https_verified_against_halite_ca(api):
+    api.route("GET", f"{API}/cluster", (200, CLUSTER))
+    assert patroni.leader() == "db-01"
+    assert API.startswith("https://") and api.tls == {"ca_file": "/etc/halite/tls/ca.crt", "cert_file": None,
+                                                      "key_file": None}
+
+
+def test_patroni_api_in_clear_text_when_the_pillar_says_so(api):
+    opts = {"halite": {"tls_on": {"patroni_api": False}, "patroni": {"restapi": {"port": 8018}}}}
+    with patch.dict(salt.modules.config.__pillar__, {}, clear=True), patch.dict(salt.modules.config.__opts__, opts):
+        api.route("GET", "http://127.0.0.1:8018/cluster", (200, CLUSTER))
+        assert patroni.leader() == "db-01"
+    assert api.tls is None

@@ -118,14 +118,65 @@ def data():
     return config.load()
 
 
+def plaintext(data: dict, *links: str) -> dict:
+    """``data`` with ``links`` in ``tls.unsafe_plaintext``."""
+    out = copy.deepcopy(data)
+    out["tls"]["unsafe_plaintext"] = list(links)
+    return out
+
+
 def test_etcd_member_list_and_peers(data):
+    # TLS by default: https everywhere, 127.0.0.1 listening too, the etcd user's key
     v = view.etcd_view(data, "db-02")
+    assert v["scheme"] == "https"
+    assert v["initial_cluster"] == ("db-01=https://10.77.1.11:2380,db-02=https://10.77.1.12:2380,"
+                                    "db-03=https://10.77.1.13:2380")
+    assert v["endpoints"] == ["10.77.1.11:2379", "10.77.1.12:2379", "10.77.1.13:2379"]
+    assert v["client_urls"] == ["https://10.77.1.11:2379", "https://10.77.1.12:2379", "https://10.77.1.13:2379"]
+    assert v["peers"] == ["10.77.1.11", "10.77.1.13"]
+    assert v["peer_url"] == "https://10.77.1.12:2380"
+    assert v["listen_client_urls"] == "https://10.77.1.12:2379,https://127.0.0.1:2379"
+    assert v["advertise_client_url"] == "https://10.77.1.12:2379"
+    assert v["local_url"] == "https://127.0.0.1:2379"
+    assert v["token"] == "halite-lab"
+    assert v["tls"] == {"ca": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
+                        "key": "/etc/halite/tls/etcd.key",
+                        "client": {"ca": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
+                                   "key": "/etc/halite/tls/postgres.key"}}
+
+
+def test_etcd_in_clear_text_when_the_pillar_says_so(data):
+    v = view.etcd_view(plaintext(data, "etcd"), "db-02")
+    assert v["scheme"] == "http" and v["tls"] is None
     assert v["initial_cluster"] == ("db-01=http://10.77.1.11:2380,db-02=http://10.77.1.12:2380,"
                                     "db-03=http://10.77.1.13:2380")
-    assert v["endpoints"] == ["10.77.1.11:2379", "10.77.1.12:2379", "10.77.1.13:2379"]
-    assert v["peers"] == ["10.77.1.11", "10.77.1.13"]
     assert v["peer_url"] == "http://10.77.1.12:2380"
-    assert v["token"] == "halite-lab"
+    assert v["listen_client_urls"] == "http://10.77.1.12:2379,http://127.0.0.1:2379"
+    assert v["endpoints"] == ["10.77.1.11:2379", "10.77.1.12:2379", "10.77.1.13:2379"]
+
+
+def test_patroni_api_and_haproxy_checks_follow_the_patroni_api_link(data):
+    api = view.patroni_api_view(data)
+    assert api == {"scheme": "https", "local_url": "https://127.0.0.1:8008",
+                   "tls": {"ca": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
+                           "key": "/etc/halite/tls/postgres.key"}}
+    checks = view.haproxy_checks(data)
+    assert checks["db-02"] == "check-ssl verify required ca-file /etc/halite/tls/ca.crt check-sni db-02 verifyhost db-02"
+    assert list(checks) == ["db-01", "db-02", "db-03"]
+    off = plaintext(data, "patroni_api")
+    assert view.patroni_api_view(off) == {"scheme": "http", "local_url": "http://127.0.0.1:8008", "tls": None}
+    assert set(view.haproxy_checks(off).values()) == {""}
+
+
+def test_tls_clients_for_orchestrations(data):
+    c = view.tls_clients(data)
+    assert c["etcd_urls"] == ["https://10.77.1.11:2379", "https://10.77.1.12:2379", "https://10.77.1.13:2379"]
+    assert c["etcd"] == {"cacert": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
+                         "key": "/etc/halite/tls/host.key"}
+    assert c["patroni_api_ca"] == "/etc/halite/tls/ca.crt"
+    off = view.tls_clients(plaintext(data, "etcd", "patroni_api"))
+    assert off == {"etcd_urls": ["http://10.77.1.11:2379", "http://10.77.1.12:2379", "http://10.77.1.13:2379"],
+                   "etcd": None, "patroni_api_ca": None}
 
 
 def plaintext(data: dict, *links: str) -> dict:
@@ -290,6 +341,19 @@ def test_monitoring_derives_its_numbers_once(data):
     assert [view.prom_seconds(d) for d in ("500ms", "30s", "2m", "1d")] == [0.5, 30, 120, 86400]
     assert mon["synchronous_mode"] is True
     assert mon["patronictl"] == "/opt/patroni/bin/patronictl -c /etc/patroni/patroni.yml"
+
+
+def test_scrape_jobs_speak_tls_to_patroni_and_etcd(data):
+    jobs = {j["name"]: j for j in view.scrape_jobs(data)}
+    assert jobs["patroni"]["scheme"] == "https"
+    assert jobs["patroni"]["tls_config"] == {"ca_file": "/etc/halite/tls/ca.crt"}
+    assert jobs["etcd"]["scheme"] == "https"
+    assert jobs["etcd"]["tls_config"] == {"ca_file": "/etc/halite/tls/ca.crt", "cert_file": "/etc/halite/tls/host.crt",
+                                          "key_file": "/etc/halite/tls/host.key"}
+    assert all(jobs[n]["scheme"] == "http" and jobs[n]["tls_config"] is None
+               for n in ("node", "postgres", "pgbouncer", "haproxy"))
+    off = {j["name"]: j for j in view.scrape_jobs(plaintext(data, "etcd", "patroni_api"))}
+    assert {j["scheme"] for j in off.values()} == {"http"} and not any(j["tls_config"] for j in off.values())
 
 
 def test_scrape_targets_follow_roles_and_ports(data):

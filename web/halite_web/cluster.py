@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -42,13 +43,22 @@ def _host(h: str | None) -> str | None:
     return h.split("/")[0] if h else h
 
 
-def fetch_patroni(urls: list[str], timeout: float) -> tuple[dict[str, Any] | None, list[str]]:
-    """GET /cluster from the first Patroni REST API that answers."""
+def fetch_patroni(urls: list[str], timeout: float,
+                  ca_file: str | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """GET /cluster from the first Patroni REST API that answers.
+
+    :param ca_file: the CA that https APIs are verified against (halite's CA,
+        ``PATRONI_CA_FILE``); None: the system's trust store.
+    """
     errors = []
+    try:
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    except (OSError, ssl.SSLError) as exc:
+        return None, [f"Patroni CA file {ca_file}: {exc}"]
     for base in urls:
         url = base.rstrip("/") + "/cluster"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
                 data = json.loads(resp.read().decode("utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("members"), list):
                 raise ValueError("unexpected answer")
@@ -64,7 +74,7 @@ def _lag(value: Any) -> int | None:
 
 
 def gather(db: Database, patroni_urls: list[str], patroni_timeout: float,
-           prefer_write: bool) -> dict[str, Any]:
+           prefer_write: bool, patroni_ca_file: str | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {
         "primary": None, "replicas": [], "replicas_source": None,
         "served_by": None, "patroni": None, "errors": [],
@@ -96,7 +106,7 @@ def gather(db: Database, patroni_urls: list[str], patroni_timeout: float,
         status["errors"].append(f"primary (write path) unavailable: {exc.cause}")
 
     if patroni_urls:
-        data, errors = fetch_patroni(patroni_urls, patroni_timeout)
+        data, errors = fetch_patroni(patroni_urls, patroni_timeout, patroni_ca_file)
         status["errors"].extend(errors)
         if data:
             status["replicas_source"] = "patroni"

@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "WRITE_DSN": None,          # HAProxy primary port in production
     "READ_DSN": None,           # HAProxy replica port; falls back to WRITE_DSN
-    "PATRONI_URLS": [],         # ["http://10.77.1.11:8008", ...]
+    "PATRONI_URLS": [],         # ["https://10.77.1.11:8008", ...]
+    "PATRONI_CA_FILE": None,    # the CA https APIs are verified against (/etc/halite/tls/ca.crt)
     "SECRET_KEY": None,
     "POOL_MIN_SIZE": 1,
     "POOL_MAX_SIZE": 5,
@@ -42,6 +43,7 @@ ENV = {
     "HALITE_WEB_WRITE_DSN": ("WRITE_DSN", str),
     "HALITE_WEB_READ_DSN": ("READ_DSN", str),
     "HALITE_WEB_PATRONI_URLS": ("PATRONI_URLS", _urls),
+    "HALITE_WEB_PATRONI_CA_FILE": ("PATRONI_CA_FILE", str),
     "HALITE_WEB_SECRET_KEY": ("SECRET_KEY", str),
     "HALITE_WEB_POOL_MIN_SIZE": ("POOL_MIN_SIZE", int),
     "HALITE_WEB_POOL_MAX_SIZE": ("POOL_MAX_SIZE", int),

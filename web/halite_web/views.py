@@ -188,7 +188,7 @@ def sell():
 def _status() -> tuple[dict[str, Any], int]:
     cfg = current_app.config
     st = cluster.gather(db(), cfg["PATRONI_URLS"], float(cfg["PATRONI_TIMEOUT"]),
-                        prefer_write=in_ryw_window())
+                        prefer_write=in_ryw_window(), patroni_ca_file=cfg.get("PATRONI_CA_FILE"))
     return st, (200 if st["primary"] is not None else 503)
 
 

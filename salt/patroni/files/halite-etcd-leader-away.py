@@ -20,26 +20,49 @@ scope) and from ``halite-etcd-leader-away.timer``, because etcd can also elect
 the primary's host on its own (after an etcd restart, for example).
 """
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
 
-ETCD = "http://127.0.0.1:{{ etcd_port }}"
-PATRONI = "http://127.0.0.1:{{ patroni_port }}"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+ETCD = "{{ etcd_url }}"
+PATRONI = "{{ patroni_url }}"
+# halite's CA and the postgres user's copy of the host key (this runs as postgres);
+# ({} in clear text); etcd asks every client for a certificate, Patroni's API checks one shown
+ETCD_TLS = {{ etcd_tls|json }}
+PATRONI_TLS = {{ patroni_tls|json }}
+
+
+def _opener(tls):
+    """Straight to the server (no http_proxy from the environment); with ``tls``, https
+    verified against halite's CA, showing this host's certificate."""
+    handlers = [urllib.request.ProxyHandler({})]
+    if tls:
+        ctx = ssl.create_default_context(cafile=tls["ca"])
+        ctx.load_cert_chain(tls["cert"], tls["key"])
+        handlers.append(urllib.request.HTTPSHandler(context=ctx))
+    return urllib.request.build_opener(*handlers)
+
+
+try:
+    _ETCD_OPENER = _opener(ETCD_TLS)
+    _PATRONI_OPENER = _opener(PATRONI_TLS)
+except OSError as exc:  # ssl.SSLError too: a key not laid down yet; the timer tries again
+    print(f"halite-etcd-leader-away: TLS files cannot be used: {exc!r}", file=sys.stderr)
+    sys.exit(0)
 
 
 def etcd(path, payload=None):
     req = urllib.request.Request(
         ETCD + path, data=json.dumps(payload or {}).encode(), method="POST",
         headers={"Content-Type": "application/json"})
-    with _OPENER.open(req, timeout=3) as resp:
+    with _ETCD_OPENER.open(req, timeout=3) as resp:
         return json.load(resp)
 
 
 def patroni_is_primary():
     try:
-        with _OPENER.open(urllib.request.Request(PATRONI + "/primary"), timeout=3) as resp:
+        with _PATRONI_OPENER.open(urllib.request.Request(PATRONI + "/primary"), timeout=3) as resp:
             return resp.status == 200
     except urllib.error.HTTPError:
         return False
