@@ -63,18 +63,21 @@ def generated_seen(pillar: dict) -> set[str]:
         seen.add("users.backup.password")
     if halite.get("backup", {}).get("cipher_pass"):
         seen.add("backup.cipher_pass")
+    if halite.get("haproxy", {}).get("stats_password"):
+        seen.add("haproxy.stats_password")
     return seen
 
 
 @pytest.mark.parametrize("raw, expected", [
     (LAB, {"jump-01": set(), "db-01": DB | {"users.backup.password"}, "db-02": DB | {"users.backup.password"},
            "db-03": DB | {"users.backup.password"}, "control": set(),
-           # app-01 runs the site, HAProxy and the old server
-           "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key"},
+           # app-01 runs the site, HAProxy (its stats page's login) and the old server
+           "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key",
+                      "haproxy.stats_password"},
            # the repository's host: its read-only login and the repository's passphrase, nothing else
            "backup-01": GENERATED}),
-    (COMBINED, {"jump-01": set(), "db-01": DB, "db-02": DB, "db-03": DB, "control": set(),
-                "app-01": {"users.app.password", "web.secret_key"},
+    (COMBINED, {"jump-01": set(), "db-01": DB | {"haproxy.stats_password"}, "db-02": DB, "db-03": DB,
+                "control": set(), "app-01": {"users.app.password", "web.secret_key"},
                 "old-01": {"users.app.password", "users.legacy_move.password"}}),
 ], ids=["lab", "roles-combined-differently"])
 def test_each_host_receives_only_the_secrets_its_roles_need(raw, expected):
@@ -93,7 +96,9 @@ def test_a_haproxy_only_host_gets_the_app_password_alone():
     raw["topology"]["hosts"]["lb-01"] = {"roles": ["haproxy"], "addresses": {"private": "10.77.1.40"}}
     data = config.load(settings={k: v for k, v in with_secrets(raw).items() if k != "topology"},
                        topology=raw["topology"])
-    assert secrets_seen(view.pillar_for("lb-01", data)) == {"users.app.password"}
+    pillar = view.pillar_for("lb-01", data)
+    # and its stats page's login (generated per install)
+    assert secrets_seen(pillar) | generated_seen(pillar) == {"users.app.password", "haproxy.stats_password"}
 
 
 def test_config_show_masks_every_secret_the_host_holds():
