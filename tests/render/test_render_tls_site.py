@@ -312,3 +312,8 @@ def test_prometheus_scrapes_the_stats_page_with_its_login(tmp):
     scraped = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
     assert scraped["haproxy"]["basic_auth"] == jobs["haproxy"]["basic_auth"]
     assert not re.search(r"password:", text)  # the password itself never in prometheus.yml
+
+
+def test_session_cookie_is_secure_over_https_only(tmp):
+    assert arg(show(tmp, "app-01", "web.config"), "web-site-env", "context")["secure_cookies"] is True
+    assert arg(show(tmp, "app-01", "web.config", extra=PLAIN), "web-site-env", "context")["secure_cookies"] is False

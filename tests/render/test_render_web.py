@@ -203,7 +203,9 @@ def test_orch_migrate_order(tmp):
 def test_templates(tmp):
     env = template(tmp, "web/files/site.env.jinja", site={
         "target": "cluster", "write_dsn": "host=127.0.0.1 port=5000 user=carsale password='a b'",
-        "read_dsn": "host=127.0.0.1 port=5001", "patroni_urls": "http://10.77.1.11:8008", "secret_key": "s3"})
+        "read_dsn": "host=127.0.0.1 port=5001", "patroni_urls": "http://10.77.1.11:8008", "secret_key": "s3"},
+        secure_cookies=True)
+    assert "HALITE_WEB_SESSION_COOKIE_SECURE=1\n" in env
     assert "HALITE_WEB_WRITE_DSN=host=127.0.0.1 port=5000 user=carsale password='a b'\n" in env
     assert "HALITE_WEB_PATRONI_URLS=http://10.77.1.11:8008\n" in env and "HALITE_WEB_SECRET_KEY=s3\n" in env
     unit = template(tmp, "web/files/carsale.service.jinja", user="carsale", home="/opt/carsale", config_dir="/etc/carsale")

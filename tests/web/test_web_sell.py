@@ -120,3 +120,15 @@ def test_sell_page_inline_scripts_are_allowed_by_the_sites_csp(client):
     for body in scripts:
         digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
         assert f"'sha256-{digest}'" in csp
+
+
+def test_session_cookie_is_marked_secure_when_site_env_says_so(app_factory):
+    """site.env's HALITE_WEB_SESSION_COOKIE_SECURE=1 (the site behind https) marks the session cookie Secure."""
+    from halite_web.config import load_config
+
+    assert load_config(environ={"HALITE_WEB_SESSION_COOKIE_SECURE": "1"})["SESSION_COOKIE_SECURE"] is True
+    assert load_config(environ={"HALITE_WEB_SESSION_COOKIE_SECURE": "0"})["SESSION_COOKIE_SECURE"] is False
+    assert "SESSION_COOKIE_SECURE" not in load_config(environ={})  # Flask's default: not Secure
+    client = app_factory(SESSION_COOKIE_SECURE=True).test_client()
+    session = [c for c in client.get("/sell").headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert session and all("; Secure" in c for c in session), session
