@@ -52,6 +52,7 @@ demo: deps
 	@echo; $(HALITE) lab status
 	@echo; $(HALITE) cluster
 	@echo; echo "The car market: $$($(HALITE) lab url)"
+	@echo "  its certificate is from halite's CA: $$($(PY) -c 'from halite import config, view; print(view.site_ca(config.load()) or "none (tls.unsafe_plaintext: site)")')"
 
 test: deps
 	$(VENV)/bin/pytest -v -rs tests

@@ -22,7 +22,7 @@ double-quoted scalar (the render tests read every file back with PyYAML).
 ensure_ascii matters: PyYAML does not join ``\\ud83d\\ude00`` surrogate escapes
 and Salt's loader refuses them, so the ``|tojson`` filter (ensure_ascii=True)
 would break a password holding an emoji.
-HAProxy's configuration holds no secret.
+HAProxy's configuration holds one: the stats page's login (:func:`haproxy_word`).
 """
 from __future__ import annotations
 
@@ -203,6 +203,22 @@ def site_env_line(key: str, value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
         raise ValueError(f"{key!r} is not an environment variable name")
     return f"{key}={_one_line(f'site.env value of {key}', value)}\n"
+
+
+# --------------------------------------------------------------------------
+# HAProxy
+
+
+def haproxy_word(value: str) -> str:
+    """One argument of an HAProxy configuration line, e.g. ``stats auth``'s ``user:password``.
+
+    HAProxy (2.x, "Quoting and escaping" in its configuration manual) takes text
+    between single quotes as it is: no escape, no ``${VAR}`` expansion, no ``#``
+    comment; quoted and unquoted parts next to each other make one word, and outside
+    quotes a backslash makes the next character literal. So the value is single-quoted
+    and each ``'`` in it is written ``'\\''`` (close, a literal quote, reopen).
+    """
+    return "'" + _one_line("HAProxy argument", value).replace("'", "'\\''") + "'"
 
 
 # --------------------------------------------------------------------------

@@ -550,17 +550,12 @@ def status() -> list[dict]:
 
 
 def site_url() -> str:
-    """The web site's address on the edge network (the first app host's)."""
-    data = config.load()
-    topo = data["topology"]
-    apps = config.hosts_with_role(topo, "app")
-    if not apps:
-        raise RuntimeError("no host has the role 'app'")
-    web = data.get("web") or {}
-    net = web.get("listen_network", "edge")
-    addr = topo["hosts"][apps[0]]["addresses"].get(net) or config.cluster_address(topo, apps[0])
-    port = int(web.get("http_port", 80))
-    return f"http://{addr}/" if port == 80 else f"http://{addr}:{port}/"
+    """The web site's URL on the edge network (the first app host's): https unless
+    ``tls.unsafe_plaintext`` names site (:func:`halite.view.site_url`, its one place);
+    clients verify it with :func:`halite.view.site_ca`."""
+    from halite import view
+
+    return view.site_url(config.load())
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -476,7 +476,11 @@ class Timeouts(Model):
 class HAProxy(Model):
     write_port: Port = Field(5000, description="writes: to the primary")
     read_port: Port = Field(5001, description="reads: to the replicas")
-    stats_port: Port = Field(7000, description="HAProxy's stats page")
+    stats_port: Port = Field(7000, description="HAProxy's stats page, on each HAProxy host's cluster address only")
+    stats_user: PgIdent = Field("halite", description="the stats page's login (HTTP basic auth)")
+    stats_password: Secret | None = Field(
+        None, description="the stats page's password (secret); empty: generated on the control machine on "
+                          "first use and kept there (halite.generated)")
     replica_max_lag: Size = Field("1MB", description="a replica further behind takes no reads")
     check: Check = Field(default_factory=Check, description="health check timing (default-server)")
     timeout: Timeouts = Field(default_factory=Timeouts)
@@ -485,6 +489,23 @@ class HAProxy(Model):
 class Seed(Model):
     cars: Annotated[int, Field(ge=0, le=10_000_000)] = 3000
     seed: int = 42
+
+
+class RateLimit(Model):
+    """nginx's ``limit_req`` per client address: a leaky bucket of ``burst`` requests
+    drained at ``per_second``; a request beyond it gets 429 at once.
+
+    The defaults leave room for halite's own load, all from one address (the control
+    machine): tests/lab/test_30_site.py browses with 2-3 clients (2 requests, then 0.1 s
+    asleep: at most ~40 requests/s each) while 4 buyers send 80 requests each without
+    pausing (320 at once at worst): below 300/s sustained with 600 in one burst. The
+    benchmark (``make bench-web``, halite.webbench_lab) loads gunicorn on the app host's
+    loopback, not through nginx, so it is never limited."""
+
+    per_second: Annotated[int, Field(ge=1, le=100000)] = Field(
+        300, description="requests per second one client address may send, sustained")
+    burst: Annotated[int, Field(ge=0, le=100000)] = Field(
+        600, description="requests above the rate one client address may send at once")
 
 
 class Web(Model):
@@ -498,7 +519,11 @@ class Web(Model):
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     threads: Annotated[int, Field(ge=1, le=64)] = 4
     listen_network: Name = Field("edge", description="nginx publishes the site on the host's address on this network")
-    http_port: Port = 80
+    http_port: Port = Field(80, description="plain HTTP: with TLS on the site (tls), a redirect to https only")
+    https_port: Port = Field(443, description="HTTPS, with the host's certificate from halite's CA "
+                                              "(unless tls.unsafe_plaintext names site)")
+    rate_limit: RateLimit = Field(default_factory=lambda: RateLimit(),
+                                  description="nginx's request limit per client address")
     seed: Seed = Field(default_factory=Seed, description="demo data generated on the legacy server")
     secret_key: Secret | None = Field(None, description="signs sessions and forms (secret); " + _GENERATED)
 
@@ -1120,6 +1145,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
             listen(s.haproxy.stats_port, "haproxy.stats_port")
         if "app" in roles:
             listen(s.web.http_port, "web.http_port")
+            if "site" not in s.tls.unsafe_plaintext:
+                listen(s.web.https_port, "web.https_port")
             listen(int(s.web.bind.rpartition(":")[2]), "web.bind")
         if "legacy_db" in roles:
             listen(s.legacy.port, "legacy.port")

@@ -13,7 +13,11 @@ Example::
 """
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import re
+from pathlib import Path
 
 from halite import platforms
 from halite.model import DCS_KEYS
@@ -50,6 +54,8 @@ SECRET_ROLES: dict[str, set[str]] = {
     "users.backup.password": {"db", "backup"},
     # the repository's encryption passphrase: only where the repository is
     "backup.cipher_pass": {"backup"},
+    # HAProxy's stats page (basic auth): generated per install unless the pillar gives one
+    "haproxy.stats_password": {"haproxy"},
 }
 
 #: Shown instead of a secret by ``halite config show``.
@@ -95,18 +101,25 @@ def firewall_rules(data: dict, host: str) -> list[dict]:
     """The ports ``host`` opens and to whom: the one access table.
 
     SSH: the jump host accepts it from the control machine only; every other
-    host from the jump host only. Services: ``firewall.services``.
+    host from the jump host only. Services: ``firewall.services``; with TLS on the
+    site, the entry that opens ``web.http_port`` to the app hosts opens
+    ``web.https_port`` too, to the same sources (plain HTTP then only redirects).
     """
     topo = data["topology"]
     roles = topo["hosts"][host].get("roles") or []
     ssh_from = _addresses_of(topo, "control") if "jump" in roles else _addresses_of(topo, "jump")
     rules = [{"name": "ssh", "ports": [22], "sources": sorted(set(ssh_from))}]
+    web = data["web"]
     for svc in data["firewall"]["services"]:
         if not set(svc["to"]) & set(roles):
             continue
         sources = sorted({a for role in svc["from"] for a in _addresses_of(topo, role)})
+        ports = list(svc["ports"])
+        if (tls_on(data)["site"] and "app" in svc["to"] and "app" in roles and web["http_port"] in ports
+                and web["https_port"] not in ports):
+            ports.append(web["https_port"])
         if sources:
-            rules.append({"name": svc["name"], "ports": list(svc["ports"]), "sources": sources})
+            rules.append({"name": svc["name"], "ports": ports, "sources": sources})
     return rules
 
 
@@ -380,6 +393,9 @@ def archive_commands(data: dict) -> dict:
 #: its ``haproxy_backend_active_servers`` is the number of members taking writes.
 HAPROXY_WRITE_PROXY = "primary"
 
+#: Files on the Prometheus host that prometheus.yml names (secrets stay out of prometheus.yml).
+MONITORING_PATHS = {"haproxy_stats_password": "/etc/prometheus/haproxy_stats.password"}
+
 #: Prometheus's units for durations, in seconds.
 _PROM_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -415,11 +431,18 @@ def scrape_jobs(data: dict) -> list[dict]:
         ("etcd", db, data["etcd"]["client_port"], "/metrics"),
         ("haproxy", haproxy, data["haproxy"]["stats_port"], "/metrics"),
     ]
-    return [{"name": name, "metrics_path": path, "scheme": "https" if tls.get(name) else "http",
-             "tls_config": tls.get(name),
-             "targets": [{"host": h, "roles": "," + ",".join(topo["hosts"][h]["roles"]) + ",",
-                          "address": f"{cluster_address(topo, h)}:{port}"} for h in hosts]}
-            for name, hosts, port, path in jobs if hosts]
+    out = [{"name": name, "metrics_path": path, "scheme": "https" if tls.get(name) else "http",
+            "tls_config": tls.get(name),
+            "targets": [{"host": h, "roles": "," + ",".join(topo["hosts"][h]["roles"]) + ",",
+                         "address": f"{cluster_address(topo, h)}:{port}"} for h in hosts]}
+           for name, hosts, port, path in jobs if hosts]
+    for job in out:
+        if job["name"] == "haproxy":
+            # the stats page asks for a login (haproxy.stats_user/stats_password): Prometheus
+            # reads the password from a file on its host, never from prometheus.yml
+            job["basic_auth"] = {"username": data["haproxy"]["stats_user"],
+                                 "password_file": MONITORING_PATHS["haproxy_stats_password"]}
+    return out
 
 
 def monitoring(data: dict) -> dict:
@@ -580,6 +603,10 @@ def host_view(data: dict, host: str) -> dict:
             for m in members)
     if set(TLS_ROLES) & set(roles):
         view["tls"] = tls_material(data, host)
+    if "app" in roles:
+        view["site"] = site_view(data, host)
+    if "haproxy" in roles:
+        view["haproxy_stats"] = haproxy_stats(data, host)
     if backup_host(data) and {"db", "backup"} & set(roles):
         view["pgbackrest"] = pgbackrest_view(data, host)
         view["restore_command"] = archive_commands(data)["restore_command"]
@@ -736,7 +763,155 @@ GENERATED_SECRETS: dict[str, tuple[int, bool, bool, bool]] = {
     # site.env and the site keep it exactly, spaces included
     "web.secret_key": (48, True, False, True),
     "backup.cipher_pass": (48, False, False, False),
+    # HAProxy's stats login: plain (a `stats auth user:password` word)
+    "haproxy.stats_password": (32, False, False, False),
 }
+
+
+#: The site's templates (web/halite_web/templates): the CSP allows their inline scripts by hash.
+SITE_TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "halite_web" / "templates"
+
+#: HSTS for a year. No ``includeSubDomains``: halite's certificate names the app host only,
+#: and other hosts under the same name (the cluster's domain) may serve plain HTTP; no
+#: ``preload``: the certificate comes from halite's own CA, which browsers at large do not
+#: trust, so the name must never enter the browsers' built-in HTTPS-only list.
+SITE_HSTS = "max-age=31536000"
+
+#: TLS versions and TLS 1.2 ciphers nginx offers (Mozilla's "intermediate" profile,
+#: without DHE: no dhparam file is laid down). TLS 1.3 suites are OpenSSL's defaults.
+SITE_TLS_PROTOCOLS = "TLSv1.2 TLSv1.3"
+SITE_TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+
+_INLINE_SCRIPT = re.compile(r"<script(\s[^>]*)?>(.*?)</script>", re.S)
+
+
+def site_script_hashes(templates: Path = SITE_TEMPLATES) -> list[str]:
+    """CSP hash sources (``'sha256-...'``) of the inline scripts in the site's templates.
+
+    Only scripts the browser runs count: one with ``src=`` or a data block
+    (``type="application/json"``) is not inline code. A script must hold no template
+    expression (its text is then the same on every page), or its hash would not match.
+
+    :param templates: the folder of the site's Jinja templates.
+    :returns: sorted, unique ``'sha256-<base64>'`` strings.
+    """
+    out = set()
+    for path in sorted(templates.glob("*.html")):
+        for attrs, body in _INLINE_SCRIPT.findall(path.read_text(encoding="utf-8")):
+            if "src=" in attrs or re.search(r"type\s*=\s*[\"']?application/(ld\+)?json", attrs):
+                continue
+            if "{{" in body or "{%" in body:
+                raise ValueError(f"{path.name}: an inline script holds a template expression; "
+                                 "its CSP hash would differ per page")
+            digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii")
+            out.add(f"'sha256-{digest}'")
+    return sorted(out)
+
+
+def site_csp() -> str:
+    """The site's Content-Security-Policy: everything from the site itself only (its
+    stylesheet, its forms), inline scripts by hash only (no ``'unsafe-inline'``), no
+    plugins, no framing, no ``<base>`` elsewhere. The templates load nothing from
+    another origin and carry no ``style=`` attribute or ``<style>`` element."""
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self' " + " ".join(site_script_hashes()),
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def site_address(data: dict, host: str) -> str:
+    """The address nginx serves the site on: ``host``'s on ``web.listen_network``
+    (the edge), else its cluster address."""
+    topo = data["topology"]
+    return topo["hosts"][host]["addresses"].get(data["web"]["listen_network"]) or cluster_address(topo, host)
+
+
+def site_url(data: dict, host: str | None = None) -> str:
+    """The site's URL as its clients use it: ``https://<edge address>/`` with TLS on the
+    site (the host's certificate names that address), else ``http://...``; the port only
+    when it is not the scheme's own.
+
+    :param host: an app host; default the first one.
+    :raises ValueError: no host has the role app.
+    """
+    apps = hosts_with_role(data["topology"], "app")
+    if host is None:
+        if not apps:
+            raise ValueError("no host has the role 'app'")
+        host = apps[0]
+    tls = tls_on(data)["site"]
+    scheme, port, default = ("https", data["web"]["https_port"], 443) if tls else ("http", data["web"]["http_port"], 80)
+    addr = site_address(data, host)
+    return f"{scheme}://{addr}/" if port == default else f"{scheme}://{addr}:{port}/"
+
+
+def site_ca(data: dict):
+    """The CA file a client on the control machine verifies the site with (halite's CA,
+    :func:`state_dir`), or None when the site is plain HTTP."""
+    return state_dir(data) / "ca.crt" if tls_on(data)["site"] else None
+
+
+def site_ssl_context(data: dict):
+    """An ``ssl.SSLContext`` for the site's clients on the control machine (halite's CA
+    only, names checked), or None when the site is plain HTTP."""
+    import ssl
+
+    ca = site_ca(data)
+    return ssl.create_default_context(cafile=str(ca)) if ca else None
+
+
+def site_view(data: dict, host: str) -> dict:
+    """What nginx on the app host ``host`` prints (salt/web/files/nginx.conf.jinja).
+
+    With TLS on the site: HTTPS on ``web.https_port`` with the host's certificate,
+    plain HTTP on ``web.http_port`` answering 301 to the same host and path over
+    https, HSTS on the https answers. Without (``tls.unsafe_plaintext: [site]``):
+    the site on plain HTTP, no redirect, no HSTS. Either way: the security headers
+    on every answer and ``limit_req`` per client address.
+    """
+    web = data["web"]
+    tls = tls_on(data)["site"]
+    https = web["https_port"]
+    headers = [["Content-Security-Policy", site_csp()], ["X-Frame-Options", "DENY"],
+               ["X-Content-Type-Options", "nosniff"], ["Referrer-Policy", "strict-origin-when-cross-origin"]]
+    return {
+        "address": site_address(data, host),
+        "http_port": web["http_port"],
+        "https_port": https,
+        "tls": tls,
+        "url": site_url(data, host),
+        # nginx variables: the same host (without the port it was asked on) and the same path
+        "redirect": f"https://$host{'' if https == 443 else f':{https}'}$request_uri" if tls else None,
+        "headers": headers,
+        "hsts": SITE_HSTS if tls else None,
+        "cert": TLS_PATHS["cert"],
+        "key": TLS_PATHS["key"],
+        "ca": TLS_PATHS["ca"],
+        "protocols": SITE_TLS_PROTOCOLS,
+        "ciphers": SITE_TLS_CIPHERS,
+        "rate_limit": {"zone": "site", "per_second": web["rate_limit"]["per_second"],
+                       "burst": web["rate_limit"]["burst"]},
+    }
+
+
+def haproxy_stats(data: dict, host: str) -> dict:
+    """HAProxy's stats page on ``host``: bound to the host's cluster address only, behind
+    basic auth (``haproxy.stats_user``/``stats_password``, the password generated per
+    install unless given). ``auth`` is the ``stats auth`` argument, quoted for HAProxy
+    (:func:`halite.formats.haproxy_word`); ``data`` must hold the password
+    (:func:`with_generated`)."""
+    from halite import formats
+
+    h = data["haproxy"]
+    return {"bind": f"{cluster_address(data['topology'], host)}:{h['stats_port']}",
+            "auth": formats.haproxy_word(f"{h['stats_user']}:{h['stats_password']}")}
 
 
 def with_generated(data: dict, roles: list[str] | None = None) -> dict:

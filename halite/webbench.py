@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import ssl
 import json
 import math
 import random
@@ -60,6 +61,20 @@ ERROR_BACKOFF_S = 0.05  # after a transport error, so a dead target is not hamme
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """The TLS context for https targets: ``ca_file`` alone is trusted (halite's CA for the
+    site, :func:`halite.view.site_ca`), names and addresses checked; None: the system's CAs."""
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+
+
+def _connection(split: urllib.parse.SplitResult, timeout_s: float,
+                context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    """One connection to ``split``'s server: https with ``context``, else plain http."""
+    if split.scheme == "https":
+        return http.client.HTTPSConnection(split.hostname, split.port, timeout=timeout_s, context=context)
+    return http.client.HTTPConnection(split.hostname, split.port, timeout=timeout_s)
 
 
 def _check_url(url: str) -> urllib.parse.SplitResult:
@@ -135,8 +150,9 @@ class _Ids:
 class _Worker(threading.Thread):
     def __init__(self, split: urllib.parse.SplitResult, pages: list[tuple[str, str]],
                  offset: int, ids: _Ids, budget: _Budget, measure_from: float, end: float,
-                 timeout_s: float, stop: threading.Event):
+                 timeout_s: float, stop: threading.Event, context: ssl.SSLContext | None = None):
         super().__init__(daemon=True)
+        self.context = context
         self.split, self.pages, self.offset, self.ids = split, pages, offset, ids
         self.budget, self.measure_from, self.end = budget, measure_from, end
         self.timeout_s, self.stop = timeout_s, stop
@@ -149,9 +165,7 @@ class _Worker(threading.Thread):
         self.conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
-        cls = (http.client.HTTPSConnection if self.split.scheme == "https"
-               else http.client.HTTPConnection)
-        return cls(self.split.hostname, self.split.port, timeout=self.timeout_s)
+        return _connection(self.split, self.timeout_s, self.context)
 
     def _close(self) -> None:
         if self.conn is not None:
@@ -210,14 +224,14 @@ class _Worker(threading.Thread):
 
 def _window(split: urllib.parse.SplitResult, pages: dict[str, str], concurrency: int,
             warmup_s: float, duration_s: float, timeout_s: float, ids: _Ids,
-            budget: _Budget) -> dict[str, dict[str, Any]]:
+            budget: _Budget, context: ssl.SSLContext | None = None) -> dict[str, dict[str, Any]]:
     """One measured window over ``pages`` (interleaved); returns stats per page."""
     start = time.monotonic()
     measure_from = start + warmup_s
     end = measure_from + duration_s
     stop = threading.Event()
     items = list(pages.items())
-    workers = [_Worker(split, items, k, ids, budget, measure_from, end, timeout_s, stop)
+    workers = [_Worker(split, items, k, ids, budget, measure_from, end, timeout_s, stop, context)
                for k in range(concurrency)]
     for w in workers:
         w.start()
@@ -263,7 +277,7 @@ def _window(split: urllib.parse.SplitResult, pages: dict[str, str], concurrency:
 def run(base_url: str, paths: Mapping[str, str] | Sequence[str], concurrency: int = 8,
         duration_s: float = 10, warmup_s: float = 2, max_requests: int = 200_000,
         car_ids: Sequence[Any] | None = None, timeout_s: float = 5.0,
-        mode: str = "each") -> dict[str, dict[str, Any]]:
+        mode: str = "each", ca_file: str | None = None) -> dict[str, dict[str, Any]]:
     """Benchmark ``paths`` (list, or dict name -> path) of ``base_url``.
 
     Returns ``{page: {"path", "requests", "ok", "non_2xx", "errors", "rps",
@@ -272,8 +286,10 @@ def run(base_url: str, paths: Mapping[str, str] | Sequence[str], concurrency: in
     the path itself for a list).  ``mode="each"``: one window per page, in
     order (``max_requests`` shared equally); ``"mix"``: one window for all.
     Time bound: ``(warmup_s + duration_s) * windows + timeout_s`` roughly.
+    ``ca_file``: the CA an https ``base_url`` is verified with (:func:`ssl_context`).
     """
     split = _check_url(base_url)
+    context = ssl_context(ca_file)
     pages = _pages(paths)
     _check_limits(concurrency, duration_s, warmup_s, max_requests, timeout_s)
     if mode not in ("each", "mix"):
@@ -284,12 +300,12 @@ def run(base_url: str, paths: Mapping[str, str] | Sequence[str], concurrency: in
     result: dict[str, dict[str, Any]] = {}
     if mode == "mix":
         result = _window(split, pages, concurrency, warmup_s, duration_s, timeout_s, ids,
-                         _Budget(max_requests))
+                         _Budget(max_requests), context)
     else:
         share = max(1, max_requests // len(pages))
         for name, path in pages.items():
             result.update(_window(split, {name: path}, concurrency, warmup_s, duration_s,
-                                  timeout_s, ids, _Budget(share)))
+                                  timeout_s, ids, _Budget(share), context))
     for r in result.values():
         r["concurrency"] = concurrency
         r["duration_s"] = duration_s
@@ -302,11 +318,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def preflight(base_url: str, timeout_s: float = 5.0) -> int:
-    """One GET of ``base_url`` + "/"; returns the status, raises if unreachable."""
+def preflight(base_url: str, timeout_s: float = 5.0, ca_file: str | None = None) -> int:
+    """One GET of ``base_url`` + "/"; returns the status, raises if unreachable (or, over
+    https, if the server's certificate does not verify with ``ca_file``)."""
     split = _check_url(base_url)
-    cls = http.client.HTTPSConnection if split.scheme == "https" else http.client.HTTPConnection
-    conn = cls(split.hostname, split.port, timeout=timeout_s)
+    conn = _connection(split, timeout_s, ssl_context(ca_file))
     try:
         conn.request("GET", split.path.rstrip("/") + "/", headers={"User-Agent": USER_AGENT})
         resp = conn.getresponse()
@@ -322,7 +338,7 @@ def compare(targets: Mapping[str, str], pages: Mapping[str, str] | Sequence[str]
             car_ids: Sequence[Any] | None = None, concurrency: int = 8,
             duration_s: float = 10, warmup_s: float = 2, max_requests: int = 200_000,
             timeout_s: float = 5.0, baseline: str | None = None, check: bool = True,
-            log=None) -> dict[str, list[dict[str, Any]]]:
+            log=None, ca_file: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Benchmark every target, page by page (each page: target after target).
 
     ``baseline`` defaults to the target named ``old`` if any, else the first.
@@ -330,7 +346,8 @@ def compare(targets: Mapping[str, str], pages: Mapping[str, str] | Sequence[str]
     with the :data:`COLUMNS` (``*_vs_baseline`` = this target ÷ the baseline
     on the same page, None for the baseline itself) plus ``ok``, ``mean_ms``,
     ``status``, ...; one ratio per (non-baseline target, page).
-    ``max_requests`` caps each (target, page) window.
+    ``max_requests`` caps each (target, page) window. ``ca_file``: the CA https
+    targets are verified with.
     """
     if not targets:
         raise ValueError("no target")
@@ -344,7 +361,7 @@ def compare(targets: Mapping[str, str], pages: Mapping[str, str] | Sequence[str]
         raise ValueError(f"baseline {baseline!r} is not a target ({', '.join(targets)})")
     if check:
         for name, url in targets.items():
-            preflight(url, timeout_s)
+            preflight(url, timeout_s, ca_file)
     res: dict[tuple[str, str], dict[str, Any]] = {}
     for page, path in pages.items():
         for target, url in targets.items():
@@ -352,7 +369,7 @@ def compare(targets: Mapping[str, str], pages: Mapping[str, str] | Sequence[str]
                 log(f"{target} {page} ({path}): {warmup_s}+{duration_s} s, "
                     f"{concurrency} connections")
             res[(target, page)] = run(url, {page: path}, concurrency, duration_s, warmup_s,
-                                      max_requests, car_ids, timeout_s)[page]
+                                      max_requests, car_ids, timeout_s, ca_file=ca_file)[page]
     rows, ratios = [], []
     for target, url in targets.items():
         for page in pages:
@@ -397,13 +414,13 @@ def write(rows: list[dict[str, Any]], out_dir: str = "bench/results", name: str 
 
 
 def fetch_car_ids(url: str, limit: int = 50, timeout_s: float = 10.0,
-                  seed: int | None = 42) -> list[int]:
+                  seed: int | None = 42, ca_file: str | None = None) -> list[int]:
     """Car ids from a halite-web ``/api/cars`` URL (``{"cars": [{"id": ..}, ..]}``),
     at most ``limit`` of them (a seeded random sample when there are more)."""
     _check_url(urllib.parse.urlunsplit(urllib.parse.urlsplit(url)[:3] + ("", "")))
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
                                                "Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+    with urllib.request.urlopen(req, timeout=timeout_s, context=ssl_context(ca_file)) as resp:
         data = json.load(resp)
     cars = data.get("cars") if isinstance(data, dict) else data
     ids = [int(c["id"]) for c in cars or [] if isinstance(c, dict) and "id" in c]
@@ -460,6 +477,8 @@ def main(argv: Iterable[str] | None = None) -> int:
                      help="halite-web /api/cars URL whose cars[].id feed {id}")
     ids.add_argument("--car-ids", help="comma-separated car ids for {id}")
     p.add_argument("--car-id-count", type=int, default=50, help="ids to rotate among (50)")
+    p.add_argument("--ca", metavar="FILE", help="CA file https targets are verified with "
+                                                "(the site: halite's CA, .halite/<topology>/ca.crt)")
     p.add_argument("--out", default="bench/results", help="directory (bench/results)")
     p.add_argument("--name", default="web", help="result file name (web)")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -474,12 +493,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         if a.car_ids:
             car_ids = [x.strip() for x in a.car_ids.split(",") if x.strip()]
         elif a.car_ids_from:
-            car_ids = fetch_car_ids(a.car_ids_from, a.car_id_count, a.timeout)
+            car_ids = fetch_car_ids(a.car_ids_from, a.car_id_count, a.timeout, ca_file=a.ca)
         if any("{id}" in v for v in pages.values()) and not car_ids:
             p.error("a page has {id}: give --car-ids-from URL or --car-ids")
         out = compare(targets, pages, car_ids, a.concurrency, a.duration, a.warmup,
                       a.max_requests, a.timeout, a.baseline,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      log=lambda m: print(m, file=sys.stderr, flush=True), ca_file=a.ca)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"webbench: {exc}", file=sys.stderr)
         return 2

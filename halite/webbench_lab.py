@@ -6,7 +6,9 @@ run only, a second gunicorn of the same code on 127.0.0.1:8001 reading from the
 old (legacy) server, which still holds the same data. The load generator
 (:mod:`halite.webbench`) runs in the app host's network namespace and loads
 both over its loopback, one after the other, with the same settings; results
-go to ``bench/results/web.json`` and ``web.md``.
+go to ``bench/results/web.json`` and ``web.md``. Both are gunicorn's plain HTTP on
+the loopback, behind nginx: the site's TLS and nginx's request limit per client
+(``web.rate_limit``) are not in the measured path.
 """
 from __future__ import annotations
 

@@ -12,7 +12,11 @@ haproxy-config-file:
     - template: jinja
     - context:
         hl: {{ hl|json }}
-    - mode: "0644"
+    # holds the stats page's password: readable by root and HAProxy's group only, never diffed
+    - user: root
+    - group: haproxy
+    - mode: "0640"
+    - show_changes: False
     - check_cmd: haproxy -c -f
     - require:
       - sls: haproxy.install

@@ -28,6 +28,8 @@ web-site-env:
     - show_changes: False
     - context:
         site: {{ site|json }}
+        # https (tls on the site): the session cookie is marked Secure
+        secure_cookies: {{ hl.host.site.tls|json }}
     - require:
       - file: web-config-dir
 

@@ -1,11 +1,15 @@
 {%- from "map.jinja" import hl with context %}
 {%- set w = hl.web %}
-{%- set me = hl.topology.hosts[grains['id']] %}
-{%- set address = me.addresses.get(w.listen_network) or hl.host.address %}
-# nginx in front of gunicorn, on this host's address on the web network only.
-# It owns the whole nginx.conf, which `nginx -t` checks before it is installed.
+{%- set site = hl.host.site %}
+# nginx in front of gunicorn, on this host's address on the web network only
+# (halite.view.site_view): HTTPS with the host's certificate, plain HTTP only
+# redirecting, unless tls.unsafe_plaintext names site. It owns the whole
+# nginx.conf, which `nginx -t` checks before it is installed.
 include:
   - base.packages
+{%- if site.tls %}
+  - tls
+{%- endif %}
 
 web-nginx-package:
   pkg.installed:
@@ -22,12 +26,16 @@ web-nginx-config:
     - check_cmd: nginx -t -q -c
     - context:
         nginx_user: {{ 'www-data' if grains['os_family'] == 'Debian' else 'nginx' }}
-        address: {{ address }}
-        port: {{ w.http_port }}
+        site: {{ site|json }}
         upstream: {{ w.bind }}
         static_dir: {{ w.home }}/app/halite_web/static/
     - require:
       - pkg: web-nginx-package
+{%- if site.tls %}
+      # `nginx -t` reads the certificate and key
+      - file: halite-tls-cert
+      - file: halite-tls-key
+{%- endif %}
 
 {%- if grains['os_family'] == 'RedHat' %}
 
@@ -48,3 +56,8 @@ web-nginx-running:
     - enable: True
     - watch:
       - file: web-nginx-config
+{%- if site.tls %}
+      # a renewed certificate (orch.rotate_certs) is served at once
+      - file: halite-tls-cert
+      - file: halite-tls-key
+{%- endif %}

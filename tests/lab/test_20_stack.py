@@ -83,9 +83,44 @@ def test_pgbouncer_authenticates_through_auth_query(deployed):
         psycopg.connect(dsn(DATA["haproxy"]["write_port"], password="wrong-password"))
 
 
+# HAProxy's stats page as CSV, read on the HAProxy host itself: the page listens on the
+# host's cluster address only (the control machine has no route there) and asks for the
+# login generated per install (halite.view.with_generated). The Authorization header is on
+# the host's command line for the length of one request: a lab test only.
+STATS_CSV = r'''
+import sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": sys.argv[2]} if sys.argv[2] else {})
+try:
+    print(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=5).read().decode())
+except urllib.error.HTTPError as exc:
+    print(f"HTTP {exc.code}")
+'''
+
+
+def haproxy_stats_csv(login: bool = True) -> str:
+    """The stats page's CSV (or ``HTTP <code>``), with the install's login or none."""
+    import base64
+    import shlex
+
+    from halite import view
+
+    host = config.hosts_with_role(DATA["topology"], "haproxy")[0]
+    data = view.with_generated(DATA, ["haproxy"])
+    h = data["haproxy"]
+    token = "Basic " + base64.b64encode(f"{h['stats_user']}:{h['stats_password']}".encode()).decode() if login else ""
+    url = f"http://{view.haproxy_stats(data, host)['bind']}/;csv"
+    res = run([BIN / "halite", "lab", "ssh", host,
+               f"python3 -c {shlex.quote(STATS_CSV)} {shlex.quote(url)} {shlex.quote(token)}"], check=True)
+    return res.stdout
+
+
+def test_haproxy_stats_page_asks_for_its_login(deployed):
+    assert haproxy_stats_csv(login=False).strip() == "HTTP 401"
+    assert "primary," in haproxy_stats_csv()
+
+
 def haproxy_write_backend():
-    import urllib.request
-    csv = urllib.request.urlopen(f"http://{PROXY}:{DATA['haproxy']['stats_port']}/;csv", timeout=5).read().decode()
+    csv = haproxy_stats_csv()
     up = [l.split(",")[1] for l in csv.splitlines() if l.startswith("primary,") and ",UP," in l]
     return [s for s in up if s != "BACKEND"]
 

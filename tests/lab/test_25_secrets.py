@@ -211,11 +211,12 @@ def test_site_answers_and_signs_its_session_with_the_exact_key(deployed):
     from itsdangerous import BadSignature
 
     url = labmod.site_url()
-    with urllib.request.urlopen(url, timeout=15) as resp:
+    tls = view.site_ssl_context(DATA)  # halite's CA (None: plain HTTP)
+    with urllib.request.urlopen(url, timeout=15, context=tls) as resp:
         assert resp.status == 200
-    with urllib.request.urlopen(url + "api/cars?per_page=1", timeout=15) as resp:
+    with urllib.request.urlopen(url + "api/cars?per_page=1", timeout=15, context=tls) as resp:
         car = json.loads(resp.read())["cars"][0]["id"]
-    with urllib.request.urlopen(f"{url}cars/{car}", timeout=15) as resp:
+    with urllib.request.urlopen(f"{url}cars/{car}", timeout=15, context=tls) as resp:
         assert resp.status == 200
         page = resp.read().decode()
         cookies = http.cookies.SimpleCookie()

@@ -20,6 +20,8 @@ from labkit import BIN, run, salt_ssh, wait_for
 pytestmark = pytest.mark.lab
 DATA = config.load()
 URL = labmod.site_url()
+# https, verified with halite's CA (None: tls.unsafe_plaintext names site)
+TLS = view.site_ssl_context(DATA)
 APP = DATA["users"]["app"]
 TOPO = DATA["topology"]
 PROXY_EDGE = TOPO["hosts"][config.hosts_with_role(TOPO, "haproxy")[0]]["addresses"]["edge"]
@@ -34,7 +36,8 @@ class Client:
     """A browser-like client: cookies, CSRF tokens, every answer recorded."""
 
     def __init__(self):
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                                  urllib.request.HTTPSHandler(context=TLS))
         self.log: list[tuple[float, str, int]] = []
 
     def get(self, path: str) -> tuple[int, str]:
@@ -65,7 +68,7 @@ class Client:
 
 
 def api_status() -> dict:
-    with urllib.request.urlopen(URL + "api/status", timeout=10) as resp:
+    with urllib.request.urlopen(URL + "api/status", timeout=10, context=TLS) as resp:
         return json.loads(resp.read())
 
 
@@ -78,7 +81,7 @@ def browse(stop: threading.Event, client: Client, ids: list[int]) -> None:
 
 
 def available_ids(n: int = 60) -> list[int]:
-    with urllib.request.urlopen(URL + f"api/cars?per_page={n}", timeout=10) as resp:
+    with urllib.request.urlopen(URL + f"api/cars?per_page={n}", timeout=10, context=TLS) as resp:
         return [c["id"] for c in json.loads(resp.read())["cars"]]
 
 
@@ -100,6 +103,25 @@ def test_site_is_served_on_the_edge_network(deployed):
     assert status == 200 and "cars for sale" in page
     res = run([BIN / "halite", "lab", "url"], check=True)
     assert res.stdout.strip() == URL
+
+
+@pytest.mark.skipif(TLS is None, reason="tls.unsafe_plaintext names site")
+def test_plain_http_redirects_to_https_with_hsts_and_security_headers(deployed):
+    """Plain HTTP answers 301 to the same host and path over https; the https answer
+    carries HSTS, the CSP and the other security headers."""
+    import http.client
+
+    site = view.site_view(DATA, config.hosts_with_role(TOPO, "app")[0])
+    conn = http.client.HTTPConnection(site["address"], site["http_port"], timeout=10)
+    conn.request("GET", "/cars?sort=price_asc")
+    resp = conn.getresponse()
+    assert resp.status == 301 and resp.getheader("Location") == URL + "cars?sort=price_asc", resp.getheaders()
+    assert resp.getheader("Strict-Transport-Security") is None
+    conn.close()
+    with urllib.request.urlopen(URL, timeout=10, context=TLS) as resp:
+        assert resp.headers["Strict-Transport-Security"] == view.SITE_HSTS
+        assert resp.headers["Content-Security-Policy"] == view.site_csp()
+        assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_migration_moves_every_row_while_the_site_answers(deployed):

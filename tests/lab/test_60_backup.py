@@ -143,7 +143,7 @@ class Browser(threading.Thread):
         deadline = time.monotonic() + 1800  # stops by itself
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(URL, timeout=5) as resp:
+                with urllib.request.urlopen(URL, timeout=5, context=view.site_ssl_context(DATA)) as resp:
                     self.seen.append((time.monotonic(), resp.status))
             except urllib.error.HTTPError as exc:
                 self.seen.append((time.monotonic(), exc.code))

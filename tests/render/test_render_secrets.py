@@ -156,7 +156,9 @@ def test_site_env_reaches_gunicorn_exactly(tmp, settings, target):
                   f'pillar={json.dumps({"halite": {"web": {"database_target": target}}})}')
     site = arg(states, "web-site-env", "context")["site"]
     env_file = tmp / f"site-{target}.env"
-    env_file.write_text(template(tmp, settings, "app-01", "web/files/site.env.jinja", site=site), encoding="utf-8")
+    ctx = arg(states, "web-site-env", "context")
+    env_file.write_text(template(tmp, settings, "app-01", "web/files/site.env.jinja", site=site,
+                                 secure_cookies=ctx["secure_cookies"]), encoding="utf-8")
     conf = template(tmp, settings, "app-01", "web/files/gunicorn.conf.py.jinja", env_file=str(env_file),
                     app_dir="/opt/carsale/app", bind="127.0.0.1:8000", workers=2, threads=2)
     # gunicorn executes the file in its master; the workers inherit the master's environment
@@ -168,6 +170,7 @@ def test_site_env_reaches_gunicorn_exactly(tmp, settings, target):
                          capture_output=True, text=True, check=True)
     env = json.loads(out.stdout)
     assert env["HALITE_WEB_SECRET_KEY"] == SECRET_KEY
+    assert env["HALITE_WEB_SESSION_COOKIE_SECURE"] == "1"  # the site is on https
     port = 5433 if target == "legacy" else 5000
     # the cluster through HAProxy here, verified as its service name (TLS on the pgbouncer link by default)
     where = ({"host": "127.0.0.1"} if target == "legacy" else

@@ -19,7 +19,7 @@ import yaml
 
 import rendering
 from rendering import arg
-from halite import config, formats
+from halite import config, formats, model, view
 
 REPO = rendering.REPO
 TO_CLUSTER = json.dumps({"halite": {"web": {"database_target": "cluster"}}})
@@ -93,9 +93,11 @@ def test_site_starts_on_the_legacy_server(tmp):
     assert (REPO / "salt/web/app").resolve() == REPO / "web"
     assert arg(states, "web-app-code", "source") == "salt://web/app"
     assert "--no-index --find-links /srv/halite-mirror/pypi" in arg(states, "web-pip-install", "name")
-    # nginx on the edge address, checked before it is installed; reloads on settings
+    # nginx on the edge address (https, http redirecting: halite.view.site_view), checked before it
+    # is installed; reloads on settings
     nginx = arg(states, "web-nginx-config", "context")
-    assert nginx["address"] == "10.77.0.20" and nginx["port"] == 80 and nginx["upstream"] == "127.0.0.1:8000"
+    assert nginx["site"]["address"] == "10.77.0.20" and nginx["site"]["http_port"] == 80
+    assert nginx["site"]["https_port"] == 443 and nginx["site"]["tls"] is True and nginx["upstream"] == "127.0.0.1:8000"
     assert arg(states, "web-nginx-config", "check_cmd") == "nginx -t -q -c"
     assert arg(states, "web-service-running", "reload") is True
     assert {"file": "web-site-env"} in arg(states, "web-service-running", "watch")
@@ -159,7 +161,8 @@ def test_move_runs_on_the_leader_with_the_local_superuser(tmp):
 def test_site_check_gate(tmp):
     states = show(tmp, "app-01", "web.check", f"pillar={TO_CLUSTER}")
     name = arg(states, "web-site-answers", "name")
-    assert "--url http://10.77.0.20:80/" in name and "--expect-port 5432" in name
+    # over https, verified with halite's CA on the host (the certificate names the edge address)
+    assert "--url https://10.77.0.20/ --ca /etc/halite/tls/ca.crt " in name and "--expect-port 5432" in name
     assert "--expect-hosts 10.77.1.11,10.77.1.12,10.77.1.13" in name and "--downtime" not in name
     name = arg(show(tmp, "app-01", "web.check"), "web-site-answers", "name")
     assert "--expect-hosts 127.0.0.1 --expect-port 5433" in name
@@ -184,7 +187,8 @@ def test_legacy_firewall_and_web_port():
     rules = {r["name"]: r for r in config.firewall_rules(config.load(), "app-01")}
     assert rules["legacy-postgresql"] == {"name": "legacy-postgresql", "ports": [5433],
                                           "sources": ["10.77.1.11", "10.77.1.12", "10.77.1.13"]}
-    assert rules["web-http"]["ports"] == [80] and rules["web-http"]["sources"] == ["10.77.0.1"]
+    # the https port from the same entry (TLS on the site): tests/render/test_render_tls_site.py
+    assert rules["web-http"]["ports"] == [80, 443] and rules["web-http"]["sources"] == ["10.77.0.1"]
 
 
 def test_orch_migrate_order(tmp):
@@ -205,7 +209,9 @@ def test_templates(tmp):
     env = template(tmp, "web/files/site.env.jinja", site={
         "target": "cluster", "write_dsn": "host=127.0.0.1 port=5000 user=carsale password='a b'",
         "read_dsn": "host=127.0.0.1 port=5001", "patroni_urls": "https://10.77.1.11:8008",
-        "patroni_ca_file": "/etc/halite/tls/ca.crt", "secret_key": "s3"})
+        "patroni_ca_file": "/etc/halite/tls/ca.crt", "secret_key": "s3"},
+        secure_cookies=True)
+    assert "HALITE_WEB_SESSION_COOKIE_SECURE=1\n" in env
     assert "HALITE_WEB_WRITE_DSN=host=127.0.0.1 port=5000 user=carsale password='a b'\n" in env
     assert "HALITE_WEB_PATRONI_URLS=https://10.77.1.11:8008\n" in env and "HALITE_WEB_SECRET_KEY=s3\n" in env
     assert "HALITE_WEB_PATRONI_CA_FILE=/etc/halite/tls/ca.crt\n" in env
@@ -228,7 +234,10 @@ def test_nginx_config_passes_nginx_t(tmp):
     # `make deps` unpacks Debian's nginx under .venv/nginx (nothing installed, no service started)
     nginx = shutil.which("nginx") or shutil.which("nginx", path=f"/usr/sbin:{REPO / '.venv/nginx/usr/sbin'}")
     assert nginx, "nginx not found: run `make deps` (it unpacks Debian's nginx under .venv/nginx)"
-    text = template(tmp, "web/files/nginx.conf.jinja", nginx_user="root", address="127.0.0.1", port=18080,
+    # the plain-HTTP configuration (tls.unsafe_plaintext: site); with TLS: test_render_tls_site.py
+    plain = model.dump(model.validate(config.deep_merge(config.raw(), {"tls": {"unsafe_plaintext": ["site"]}})))
+    site = {**view.site_view(plain, "app-01"), "address": "127.0.0.1", "http_port": 18080}
+    text = template(tmp, "web/files/nginx.conf.jinja", nginx_user="root", site=site,
                     upstream="127.0.0.1:8000", static_dir="/opt/carsale/app/halite_web/static/")
     run = tmp / "nginx"
     (run / "log").mkdir(parents=True, exist_ok=True)

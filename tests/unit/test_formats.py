@@ -551,3 +551,42 @@ def test_the_status_page_asks_patroni_over_https_unless_the_pillar_says_otherwis
     data["tls"]["unsafe_plaintext"] = ["patroni_api"]
     assert formats.web_dsns(data, "app-01")["patroni_urls"] == \
         "http://10.77.1.11:8008,http://10.77.1.12:8008,http://10.77.1.13:8008"
+
+
+def haproxy_words(line: str) -> list[str]:
+    """HAProxy's splitting of a configuration line, as its manual ("Quoting and escaping")
+    describes it: a space ends a word, ``#`` outside quotes starts a comment, text
+    between single quotes is taken as it is, a backslash outside quotes makes the next
+    character literal, and parts side by side make one word. (No haproxy binary here;
+    double quotes are left out: :func:`formats.haproxy_word` does not write them.)"""
+    words, cur, i, in_word = [], "", 0, False
+    while i < len(line):
+        c = line[i]
+        if c == "'":
+            end = line.index("'", i + 1)
+            cur, i, in_word = cur + line[i + 1:end], end + 1, True
+        elif c == "\\":
+            cur, i, in_word = cur + line[i + 1], i + 2, True
+        elif c == "#":
+            break
+        elif c in " \t":
+            if in_word:
+                words.append(cur)
+            cur, i, in_word = "", i + 1, False
+        else:
+            cur, i, in_word = cur + c, i + 1, True
+    if in_word:
+        words.append(cur)
+    return words
+
+
+@pytest.mark.parametrize("password", NASTY)
+def test_haproxy_word_reads_back_as_one_word(password):
+    line = f"    stats auth {formats.haproxy_word('halite:' + password)}  # a comment"
+    assert haproxy_words(line) == ["stats", "auth", "halite:" + password]
+    assert "${" not in formats.haproxy_word("${HOME}").replace("'${HOME}'", "")  # quoted: no expansion
+
+
+def test_haproxy_word_refuses_line_breaks():
+    with pytest.raises(ValueError, match="control character"):
+        formats.haproxy_word("a\nb")

@@ -65,18 +65,21 @@ def generated_seen(pillar: dict) -> set[str]:
         seen.add("users.backup.password")
     if halite.get("backup", {}).get("cipher_pass"):
         seen.add("backup.cipher_pass")
+    if halite.get("haproxy", {}).get("stats_password"):
+        seen.add("haproxy.stats_password")
     return seen
 
 
 @pytest.mark.parametrize("raw, expected", [
     (LAB, {"jump-01": set(), "db-01": DB | {"users.backup.password"}, "db-02": DB | {"users.backup.password"},
            "db-03": DB | {"users.backup.password"}, "control": set(),
-           # app-01 runs the site, HAProxy and the old server
-           "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key"},
+           # app-01 runs the site, HAProxy (its stats page's login) and the old server
+           "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key",
+                      "haproxy.stats_password"},
            # the repository's host: its read-only login and the repository's passphrase, nothing else
            "backup-01": GENERATED}),
-    (COMBINED, {"jump-01": set(), "db-01": DB, "db-02": DB, "db-03": DB, "control": set(),
-                "app-01": {"users.app.password", "web.secret_key"},
+    (COMBINED, {"jump-01": set(), "db-01": DB | {"haproxy.stats_password"}, "db-02": DB, "db-03": DB,
+                "control": set(), "app-01": {"users.app.password", "web.secret_key"},
                 "old-01": {"users.app.password", "users.legacy_move.password"}}),
 ], ids=["lab", "roles-combined-differently"])
 def test_each_host_receives_only_the_secrets_its_roles_need(raw, expected):
@@ -95,7 +98,9 @@ def test_a_haproxy_only_host_gets_the_app_password_alone():
     raw["topology"]["hosts"]["lb-01"] = {"roles": ["haproxy"], "addresses": {"private": "10.77.1.40"}}
     data = config.load(settings={k: v for k, v in with_secrets(raw).items() if k != "topology"},
                        topology=raw["topology"])
-    assert secrets_seen(view.pillar_for("lb-01", data)) == {"users.app.password"}
+    pillar = view.pillar_for("lb-01", data)
+    # and its stats page's login (generated per install)
+    assert secrets_seen(pillar) | generated_seen(pillar) == {"users.app.password", "haproxy.stats_password"}
 
 
 def test_config_show_masks_every_secret_the_host_holds():
@@ -387,3 +392,86 @@ def test_every_secret_left_empty_is_generated_once_per_install_and_kept():
     assert given["users"]["app"]["password"] == "my own app password"
     # `halite config check` generates nothing
     assert config.load(generate=False)["users"]["app"]["password"] is None
+
+
+# --------------------------------------------------------------------------
+# the site over TLS (halite.view.site_*): tests/render/test_render_tls_site.py runs nginx with it
+
+
+def lab_data(extra: dict | None = None) -> dict:
+    return model.dump(model.validate(config.deep_merge(config.raw(), extra or {})))
+
+
+def test_site_url_is_https_on_the_edge_address_unless_plaintext():
+    assert view.site_url(lab_data()) == "https://10.77.0.20/"
+    assert view.site_url(lab_data({"web": {"https_port": 8443}})) == "https://10.77.0.20:8443/"
+    plain = lab_data({"tls": {"unsafe_plaintext": ["site"]}})
+    assert view.site_url(plain) == "http://10.77.0.20/"
+    assert view.site_ca(plain) is None and view.site_ssl_context(plain) is None
+    assert view.site_ca(lab_data()) == view.state_dir(lab_data()) / "ca.crt"
+    # the certificate names the address the URL uses
+    assert "10.77.0.20" in view.cert_names(lab_data(), "app-01")[1]
+
+
+def test_site_url_needs_an_app_host():
+    data = lab_data()
+    data["topology"]["hosts"]["app-01"]["roles"] = ["haproxy"]
+    with pytest.raises(ValueError, match="no host has the role 'app'"):
+        view.site_url(data)
+
+
+def test_lab_url_is_the_views(monkeypatch):
+    from halite import lab
+
+    assert lab.site_url() == view.site_url(config.load())
+
+
+def test_site_view_redirect_and_hsts():
+    site = view.site_view(lab_data(), "app-01")
+    assert site["redirect"] == "https://$host$request_uri" and site["hsts"] == "max-age=31536000"
+    assert view.site_view(lab_data({"web": {"https_port": 8443}}), "app-01")["redirect"] == \
+        "https://$host:8443$request_uri"
+    plain = view.site_view(lab_data({"tls": {"unsafe_plaintext": ["site"]}}), "app-01")
+    assert plain["redirect"] is None and plain["hsts"] is None and plain["headers"] == site["headers"]
+    assert site["rate_limit"] == {"zone": "site", "per_second": 300, "burst": 600}
+    assert "app" in view.pillar_for("app-01", config.load())["halite"]["host"]["roles"]
+    assert "site" not in view.pillar_for("db-01", config.load())["halite"]["host"]
+
+
+def test_csp_allows_the_inline_scripts_by_hash_only(tmp_path):
+    (tmp_path / "a.html").write_text('<script type="application/json" id="d">{{ x|tojson }}</script>\n'
+                                     "<script>\nvar a = 1;\n</script>\n<script src=\"/static/x.js\"></script>")
+    (tmp_path / "b.html").write_text("<p>none</p>")
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(b"\nvar a = 1;\n").digest()).decode()
+    assert view.site_script_hashes(tmp_path) == [f"'sha256-{digest}'"]
+    (tmp_path / "c.html").write_text("<script>var u = {{ url }};</script>")
+    with pytest.raises(ValueError, match="template expression"):
+        view.site_script_hashes(tmp_path)
+    csp = view.site_csp()
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    assert "frame-ancestors 'none'" in csp and "script-src 'self' 'sha256-" in csp
+
+
+def test_model_web_and_haproxy_keys():
+    data = lab_data()
+    assert data["web"]["https_port"] == 443 and data["web"]["rate_limit"] == {"per_second": 300, "burst": 600}
+    assert data["haproxy"]["stats_user"] == "halite" and data["haproxy"]["stats_password"] is None
+    with pytest.raises(model.ConfigError, match="web.https_port"):
+        lab_data({"web": {"bind": "127.0.0.1:443"}})  # gunicorn on the https port
+    # plain: the https port is not listened on, so it may be used
+    lab_data({"tls": {"unsafe_plaintext": ["site"]}, "web": {"bind": "127.0.0.1:443"}})
+    with pytest.raises(model.ConfigError, match="rate_limit"):
+        lab_data({"web": {"rate_limit": {"per_second": 0}}})
+
+
+def test_stats_password_is_generated_once_for_haproxy_hosts_only():
+    data = lab_data()
+    one = view.with_generated(data, ["haproxy"])["haproxy"]["stats_password"]
+    assert one and one == view.with_generated(data, ["haproxy"])["haproxy"]["stats_password"]
+    assert view.with_generated(data, ["db"])["haproxy"]["stats_password"] is None
+    given = lab_data({"haproxy": {"stats_password": "mine: it's"}})
+    assert view.with_generated(given, ["haproxy"])["haproxy"]["stats_password"] == "mine: it's"
+    assert "haproxy.stats_password" not in view.secrets_for(["db", "app", "backup", "jump"])

@@ -101,3 +101,34 @@ def test_post_without_csrf_token_is_refused(client, sql):
     assert resp.status_code == 400
     assert "Please reload the page" in resp.get_data(as_text=True)
     assert sql("SELECT count(*) FROM cars")[0][0] == before
+
+
+def test_sell_page_inline_scripts_are_allowed_by_the_sites_csp(client):
+    """nginx sends halite.view.site_csp(): every inline script the site serves must be one
+    of its hashes, as the browser computes them (over the script's text as served)."""
+    import base64
+    import hashlib
+    import re
+
+    from halite import view
+
+    page = client.get("/sell").get_data(as_text=True)
+    scripts = [body for attrs, body in re.findall(r"<script(\s[^>]*)?>(.*?)</script>", page, re.S)
+               if "application/json" not in attrs]
+    assert scripts, "the sell page has an inline script (the model list)"
+    csp = view.site_csp()
+    for body in scripts:
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+
+
+def test_session_cookie_is_marked_secure_when_site_env_says_so(app_factory):
+    """site.env's HALITE_WEB_SESSION_COOKIE_SECURE=1 (the site behind https) marks the session cookie Secure."""
+    from halite_web.config import load_config
+
+    assert load_config(environ={"HALITE_WEB_SESSION_COOKIE_SECURE": "1"})["SESSION_COOKIE_SECURE"] is True
+    assert load_config(environ={"HALITE_WEB_SESSION_COOKIE_SECURE": "0"})["SESSION_COOKIE_SECURE"] is False
+    assert "SESSION_COOKIE_SECURE" not in load_config(environ={})  # Flask's default: not Secure
+    client = app_factory(SESSION_COOKIE_SECURE=True).test_client()
+    session = [c for c in client.get("/sell").headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert session and all("; Secure" in c for c in session), session

@@ -35,6 +35,16 @@ def _float(v: str) -> float:
     return float(v)
 
 
+def _bool(v: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case)."""
+    low = v.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
 def _urls(v: str) -> list[str]:
     return [u.strip().rstrip("/") for u in v.split(",") if u.strip()]
 
@@ -51,6 +61,8 @@ ENV = {
     "HALITE_WEB_CONNECT_TIMEOUT": ("CONNECT_TIMEOUT", int),
     "HALITE_WEB_RYW_SECONDS": ("RYW_SECONDS", _float),
     "HALITE_WEB_RETRY_AFTER": ("RETRY_AFTER", int),
+    # served over https only (nginx, halite.view.site_view): the session cookie never goes out in clear
+    "HALITE_WEB_SESSION_COOKIE_SECURE": ("SESSION_COOKIE_SECURE", _bool),
 }
 
 

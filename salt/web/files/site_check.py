@@ -6,10 +6,12 @@ is ``changed=no comment='...'``; the exit status says whether it passed).
       The legacy server records a finished move (pg_move.move marks the app's
       role with halite.moved_at). Connects with $LEGACY_DSN, as the app.
 
-  site-check serving --url URL --target T --expect-hosts H1,H2 --expect-port P
+  site-check serving --url URL [--ca FILE] --target T --expect-hosts H1,H2 --expect-port P
                      [--timeout S] [--downtime]
       The site answers through URL: /api/status names a primary on one of the
-      hosts and that port, and /healthz?db=1 answers 200. With --downtime it
+      hosts and that port, and /healthz?db=1 answers 200. With --ca, an https URL
+      is verified against that CA alone (halite's: /etc/halite/tls/ca.crt), the
+      URL's host (name or address) included. With --downtime it
       reports the time from the write freeze recorded on the legacy server
       (halite.write_freeze_started, read with $LEGACY_DSN) to that answer.
 
@@ -21,12 +23,22 @@ import argparse
 import json
 import os
 import shlex
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def make_opener(ca_file: str | None):
+    """A URL opener that never goes through a proxy; with ``ca_file``, https servers are
+    verified against that CA only (system CAs are not trusted), names and addresses checked."""
+    if not ca_file:
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    context = ssl.create_default_context(cafile=ca_file)
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
 
 
 def report(ok: bool, comment: str, changed: bool = False) -> int:
@@ -73,6 +85,11 @@ def get_json(url: str, timeout: float):
 
 
 def cmd_serving(args) -> int:
+    global _OPENER
+    try:
+        _OPENER = make_opener(args.ca)
+    except (OSError, ssl.SSLError) as exc:
+        return report(False, f"cannot read the CA file {args.ca}: {exc}")
     base = args.url.rstrip("/") + "/"
     hosts = [h for h in args.expect_hosts.split(",") if h]
     deadline = time.monotonic() + args.timeout
@@ -119,6 +136,7 @@ def main(argv=None) -> int:
     sub.add_parser("moved").set_defaults(fn=cmd_moved)
     s = sub.add_parser("serving")
     s.add_argument("--url", required=True)
+    s.add_argument("--ca", help="the CA file an https URL is verified with")
     s.add_argument("--target", default="chosen")
     s.add_argument("--expect-hosts", required=True)
     s.add_argument("--expect-port", type=int, required=True)
