@@ -283,6 +283,8 @@ class Service(Model):
     ports: list[Port] = Field(min_length=1)
     to: list[Role] = Field(min_length=1, description="roles whose hosts open the ports")
     from_: list[SourceRole] = Field(alias="from", min_length=1, description="roles (or control) allowed in")
+    network: Name | None = Field(
+        None, description="open the ports on the host's address on this network only (empty: every address)")
 
 
 def _default_services() -> list[dict]:
@@ -292,7 +294,10 @@ def _default_services() -> list[dict]:
         {"name": "patroni-api", "ports": [8008], "to": ["db"], "from": ["db", "haproxy", "app"]},
         {"name": "postgresql", "ports": [5432], "to": ["db"], "from": ["db", "haproxy", "backup"]},
         {"name": "pgbouncer", "ports": [6432], "to": ["db"], "from": ["db", "haproxy", "app"]},
-        {"name": "haproxy", "ports": [5000, 5001, 7000], "to": ["haproxy"], "from": ["app", "control"]},
+        {"name": "haproxy", "ports": [5000, 5001], "to": ["haproxy"], "from": ["app", "control"]},
+        # the stats page listens on the private address only: reach it through the jump host
+        # (ssh -L 7000:<haproxy host>:7000 root@<jump host>)
+        {"name": "haproxy-stats", "ports": [7000], "to": ["haproxy"], "from": ["jump"], "network": "private"},
         {"name": "web-http", "ports": [80], "to": ["app"], "from": ["control"]},
         {"name": "legacy-postgresql", "ports": [5433], "to": ["legacy_db"], "from": ["db"]},
         # pgBackRest's TLS server: db hosts push WAL to the repository, the backup
@@ -1119,6 +1124,10 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
         if not any(role in svc.to and port in svc.ports for svc in s.firewall.services):
             p.append((key, f"port {port} is not opened to role {role} by any firewall.services entry "
                            "(the access table must list it, or no host could reach it)"))
+    for i, svc in enumerate(s.firewall.services):
+        if svc.network is not None and svc.network not in s.topology.networks:
+            p.append((f"firewall.services[{i}].network", f"unknown network {svc.network!r}; the topology has "
+                                                          f"{', '.join(s.topology.networks)}"))
     names = [svc.name for svc in s.firewall.services]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         p.append(("firewall.services", f"service {dup!r} is listed twice"))

@@ -118,8 +118,15 @@ def firewall_rules(data: dict, host: str) -> list[dict]:
         if (tls_on(data)["site"] and "app" in svc["to"] and "app" in roles and web["http_port"] in ports
                 and web["https_port"] not in ports):
             ports.append(web["https_port"])
+        rule = {"name": svc["name"], "ports": ports, "sources": sources}
+        if svc.get("network"):
+            # only to the host's address on that network (a host without one opens nothing)
+            mine = topo["hosts"][host]["addresses"].get(svc["network"])
+            if not mine:
+                continue
+            rule["addresses"] = [mine]
         if sources:
-            rules.append({"name": svc["name"], "ports": ports, "sources": sources})
+            rules.append(rule)
     return rules
 
 
@@ -127,17 +134,18 @@ def firewall_matrix(data: dict) -> list[dict]:
     """Every (source, destination address, port) pair the access table speaks of, and its verdict.
 
     Sources are every host and the control machine; destinations every other host's
-    addresses on a network the source shares; ports every port of ``firewall.services``
-    and SSH. ``allowed`` is what :func:`firewall_rules` lets in. The lab's security test
+    addresses on a network the source shares; ports every port any host's rules open
+    (:func:`firewall_rules`: ``firewall.services``, SSH, the site's https port). ``allowed`` is what :func:`firewall_rules` lets in. The lab's security test
     tries each pair and writes the result to ``docs/firewall-matrix.md``.
 
     :returns: ``[{"src", "dst", "address", "network", "port", "service", "allowed"}, ...]``.
     """
     topo = data["topology"]
-    ports: dict[int, str] = {22: "ssh"}
-    for svc in data["firewall"]["services"]:
-        for port in svc["ports"]:
-            ports.setdefault(port, svc["name"])
+    ports: dict[int, str] = {}
+    for host in topo["hosts"]:
+        for rule in firewall_rules(data, host):
+            for port in rule["ports"]:
+                ports.setdefault(port, rule["name"])
     sources = {h: dict(e["addresses"]) for h, e in topo["hosts"].items()}
     sources["control"] = {n: net["control_address"] for n, net in topo["networks"].items()
                           if net.get("control_address")}
@@ -151,7 +159,8 @@ def firewall_matrix(data: dict) -> list[dict]:
                 if network not in src_addrs:
                     continue
                 for port, service in sorted(ports.items()):
-                    allowed = any(port in r["ports"] and src_addrs[network] in r["sources"] for r in rules)
+                    allowed = any(port in r["ports"] and src_addrs[network] in r["sources"]
+                                  and address in r.get("addresses", [address]) for r in rules)
                     out.append({"src": src, "dst": dst, "address": address, "network": network,
                                 "port": port, "service": service, "allowed": allowed})
     return out

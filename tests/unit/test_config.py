@@ -115,7 +115,10 @@ def test_firewall_rules_follow_the_topology(good):
     assert set(jump) == {"ssh"}
     # etcd only from db hosts; HAProxy ports only on the haproxy host
     assert db["etcd-peer"]["sources"] == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
-    assert "haproxy" not in db and app["haproxy"]["ports"] == [5000, 5001, 7000]
+    assert "haproxy" not in db and app["haproxy"]["ports"] == [5000, 5001]
+    # the stats page: from the jump host, to the private address only
+    assert app["haproxy-stats"] == {"name": "haproxy-stats", "ports": [7000], "sources": ["10.77.0.10", "10.77.1.10"],
+                                    "addresses": ["10.77.1.20"]}
     assert "10.77.0.1" in app["haproxy"]["sources"]
 
 
