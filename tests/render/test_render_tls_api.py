@@ -148,8 +148,9 @@ def test_leader_away_script_uses_tls_with_the_postgres_key(tmp, mode):
 def test_site_verifies_patroni_with_halites_ca(tmp, mode):
     name, settings = mode
     states = call(tmp, settings, "app-01", "state.show_sls", "web.config", f"pillar={TO_CLUSTER}")
-    site = arg(states, "web-site-env", "context")["site"]
-    env = dict(line.split("=", 1) for line in template(tmp, settings, "app-01", "web/files/site.env.jinja", site=site)
+    context = arg(states, "web-site-env", "context")
+    site = context["site"]
+    env = dict(line.split("=", 1) for line in template(tmp, settings, "app-01", "web/files/site.env.jinja", **context)
                .splitlines() if line.startswith("HALITE_WEB_"))
     s = "https" if name == "tls" else "http"
     assert env["HALITE_WEB_PATRONI_URLS"] == ",".join(f"{s}://10.77.1.1{i}:8008" for i in (1, 2, 3))

@@ -156,12 +156,13 @@ def test_the_sites_dsns_verify_the_service_name_through_haproxy(tmp):
     for mode, want in (("tls", {"host": "halite.halite.lab", "hostaddr": "127.0.0.1", "sslmode": "verify-full",
                                 "sslrootcert": CA}),
                        ("plaintext", {"host": "127.0.0.1"})):
-        site = arg(call(tmp, "app-01", mode, "state.show_sls", "web.config", f"pillar={TO_CLUSTER}"),
-                   "web-site-env", "context")["site"]
+        context = arg(call(tmp, "app-01", mode, "state.show_sls", "web.config", f"pillar={TO_CLUSTER}"),
+                      "web-site-env", "context")
+        site = context["site"]
         for key, port in (("write_dsn", "5000"), ("read_dsn", "5001")):
             parsed = conninfo_to_dict(site[key])
             assert {k: parsed[k] for k in parsed if k not in ("dbname", "user", "password")} == {**want, "port": port}
-        env = template(tmp, "app-01", mode, "web/files/site.env.jinja", site=site)
+        env = template(tmp, "app-01", mode, "web/files/site.env.jinja", **context)
         assert f"HALITE_WEB_WRITE_DSN={site['write_dsn']}\n" in env
 
 
