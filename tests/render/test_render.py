@@ -181,3 +181,25 @@ def test_etcd_reset_stops_removes_then_moves_the_data_aside(tmp):
     moved = step_args({"salt": states["etcd-data-moved-aside"]["cmd"]})
     assert moved["name"].startswith("mv /var/lib/etcd/halite /var/lib/etcd/halite.replaced-")
     assert moved["require"] == [{"etcd_member": "etcd-member-removed"}]
+
+
+@pytest.mark.parametrize("host", ["app-01", "db-01"])
+def test_nftables_rules_print_the_access_table_with_destination_addresses(tmp, host):
+    """Each rule of the host's view becomes one nftables line; a service opened on one
+    network (HAProxy's stats page) also names the destination address."""
+    res = salt_call(tmp, host, "Debian", "state.show_sls", "base.nftables")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    context = json.loads(res.stdout)["local"]["base-nftables-config"]["file"]
+    context = next(a for a in context if isinstance(a, dict) and "context" in a)["context"]
+    dest = tmp / f"{host}-nftables.conf"
+    res = salt_call(tmp, host, "Debian", "cp.get_template", "salt://base/files/nftables.conf.jinja", str(dest),
+                    *[k + "=" + json.dumps(v) for k, v in context.items()])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lines = [line.strip() for line in dest.read_text().splitlines() if "accept comment" in line]
+    assert len(lines) == len(context["rules"])
+    if host == "app-01":
+        assert ('tcp dport { 7000 } ip saddr { 10.77.0.10, 10.77.1.10 } ip daddr { 10.77.1.20 } '
+                'accept comment "haproxy-stats"') in lines
+        assert 'tcp dport { 80, 443 } ip saddr { 10.77.0.1 } accept comment "web-http"' in lines
+    else:
+        assert not any("daddr" in line for line in lines)
