@@ -22,8 +22,10 @@ http_timeout  (keyword only)                        10 seconds
 
 TLS (pillar only): with ``halite:tls_on:patroni_api`` (default true) the module speaks
 https and verifies Patroni against halite's CA, ``halite:tls_paths:ca`` (default
-/etc/halite/tls/ca.crt); Patroni asks no client certificate (``verify_client: optional``).
-halite's roster hands both keys to direct salt-ssh calls.
+/etc/halite/tls/ca.crt), and shows the host's own certificate, ``halite:tls_paths:cert``
+and ``key`` (root's): with ``verify_client: optional`` Patroni lets any TLS client read
+but asks the unsafe methods for a client certificate from its CA (then the password).
+halite's roster hands these keys to direct salt-ssh calls.
 
 Basic authentication is sent with the unsafe methods (POST, PATCH, PUT,
 DELETE) when a username and a password are set; Patroni asks for it on those
@@ -64,6 +66,8 @@ POLL_INTERVAL = 1
 
 #: halite's CA on the hosts (halite.view.TLS_PATHS), for calls whose pillar names none.
 DEFAULT_CA_FILE = "/etc/halite/tls/ca.crt"
+DEFAULT_CERT_FILE = "/etc/halite/tls/host.crt"
+DEFAULT_KEY_FILE = "/etc/halite/tls/host.key"
 
 # Talk to Patroni directly, never through an http_proxy from the environment (plain http).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -104,10 +108,14 @@ def _connection(kwargs: dict) -> dict:
         if encoded:
             password = base64.b64decode(encoded).decode("utf-8")
     tls = str(_pillar("halite:tls_on:patroni_api", True)).lower() not in ("false", "0", "no", "off")
+    paths = _pillar("halite:tls_paths", {}) or {}
     return {
         "scheme": "https" if tls else "http",
-        # the CA Patroni's certificate is verified against (None: plain http)
-        "ca_file": ((_pillar("halite:tls_paths", {}) or {}).get("ca") or DEFAULT_CA_FILE) if tls else None,
+        # the CA Patroni's certificate is verified against (None: plain http), and the client
+        # certificate shown (Patroni asks the unsafe methods for one)
+        "ca_file": (paths.get("ca") or DEFAULT_CA_FILE) if tls else None,
+        "cert_file": (paths.get("cert") or DEFAULT_CERT_FILE) if tls else None,
+        "key_file": (paths.get("key") or DEFAULT_KEY_FILE) if tls else None,
         "host": pick("host", DEFAULT_HOST),
         "port": int(pick("port", DEFAULT_PORT)),
         "username": pick("username", None),
@@ -136,7 +144,8 @@ def _request(method: str, url: str, conn: dict, payload=None, timeout=None, expe
     if method in UNSAFE_METHODS and conn.get("username") and conn.get("password"):
         token = base64.b64encode(f"{conn['username']}:{conn['password']}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    opener = __utils__["halite_http.opener"](conn["ca_file"]) if conn.get("ca_file") else _OPENER
+    opener = (__utils__["halite_http.opener"](conn["ca_file"], conn.get("cert_file"), conn.get("key_file"))
+              if conn.get("ca_file") else _OPENER)
     return __utils__["halite_http.request"](
         opener, "Patroni REST API", method, url, timeout or conn["http_timeout"], payload=payload,
         headers=headers, expect_json=expect_json,

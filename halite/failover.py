@@ -46,9 +46,12 @@ print(json.dumps(down))
 """
 _HTTP = r"""
 import base64, json, os, ssl, sys, urllib.request
-method, url, body, timeout, ca_file = sys.argv[1:6]
-# https: verified against halite's CA (a file of the control machine: only the network is the namespace's)
+method, url, body, timeout, ca_file, cert_file, key_file = sys.argv[1:8]
+# https: verified against halite's CA (files of the control machine: only the network is the
+# namespace's), showing the control machine's client certificate (unsafe calls need one)
 context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+if context and cert_file:
+    context.load_cert_chain(cert_file, key_file)
 user, pw = os.environ.get("HALITE_API_USER", ""), os.environ.get("HALITE_API_PASSWORD", "")
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method,
                              headers={"Content-Type": "application/json"})
@@ -81,6 +84,7 @@ class Cluster:
         tls = view.tls_on(self.data)["patroni_api"]
         self.api_scheme = "https" if tls else "http"
         self.api_ca_file = str(view.state_dir(self.data) / "ca.crt") if tls else ""
+        self.api_client_cert = [str(p) for p in view.control_client_cert(self.data)] if tls else ["", ""]
         app = self.data["users"]["app"]
         edge = topo["hosts"][self.proxy]["addresses"].get("edge") or self.addr.get(self.proxy)
         login = [("dbname", app["database"]), ("user", app["username"]), ("password", app["password"])]
@@ -99,7 +103,8 @@ class Cluster:
         res = subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "python3", "-c", _HTTP, method,
              f"{self.api_scheme}://{self.addr[host]}:{self.api_port}{path}",
-             json.dumps(body) if body is not None else "", str(timeout), self.api_ca_file],
+             json.dumps(body) if body is not None else "", str(timeout), self.api_ca_file,
+             *self.api_client_cert],
             # the credentials in the environment, not on a command line
             env=dict(os.environ, HALITE_API_USER=self.api_user if unsafe else "",
                      HALITE_API_PASSWORD=self.api_pw if unsafe else ""),

@@ -923,6 +923,23 @@ def haproxy_stats(data: dict, host: str) -> dict:
             "auth": formats.haproxy_word(f"{h['stats_user']}:{h['stats_password']}")}
 
 
+def control_client_cert(data: dict) -> tuple:
+    """The control machine's own client certificate and key files (issued by halite's CA on
+    first use, in its state folder): what the failover runner shows Patroni's REST API,
+    which asks unsafe calls for a client certificate.
+
+    :returns: ``(cert path, key path)``.
+    """
+    from halite import pki
+
+    where = state_dir(data)
+    pki.ensure_ca(where, data["topology"]["name"])
+    addresses = [n["control_address"] for n in data["topology"]["networks"].values() if n.get("control_address")]
+    pki.host_cert(where, "control", ["control"], addresses, days=data["tls"]["cert_days"],
+                  renew_before_days=data["tls"]["renew_before_days"])
+    return where / "hosts" / "control.crt", where / "hosts" / "control.key"
+
+
 def with_generated(data: dict, roles: list[str] | None = None) -> dict:
     """``data`` with every secret the settings leave empty filled in (those ``roles`` need,
     or all with ``roles`` None).

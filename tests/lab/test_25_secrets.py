@@ -66,12 +66,15 @@ print(json.dumps(results))
 
 # One HTTP request with Basic auth from the environment; prints the status code.
 HTTP = r'''
-import base64, os, sys, urllib.error, urllib.request
+import base64, os, ssl, sys, urllib.error, urllib.request
 req = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=b"")
 token = base64.b64encode((os.environ["API_USER"] + ":" + os.environ["API_PASSWORD"]).encode("utf-8")).decode()
 req.add_header("Authorization", "Basic " + token)
+# Patroni verifies its clients (verify_client: optional asks unsafe calls for a certificate)
+context = ssl.create_default_context(cafile=sys.argv[3])
+context.load_cert_chain(sys.argv[4], sys.argv[5])
 try:
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:
         print(resp.status)
 except urllib.error.HTTPError as exc:
     print(exc.code)
@@ -192,10 +195,11 @@ def test_legacy_move_reaches_the_legacy_server_from_a_db_host(deployed):
 
 def test_patroni_api_takes_its_password_and_refuses_a_wrong_one(deployed):
     """POST /reload (re-read an unchanged patroni.yml) needs the REST API's Basic auth: 202, else 401."""
-    url = f"http://{ADDR[DB_HOSTS[0]]}:{API['port']}/reload"
+    url = f"https://{ADDR[DB_HOSTS[0]]}:{API['port']}/reload"
+    tls = view.TLS_PATHS
 
     def request(password: str) -> dict:
-        return {"argv": ["python3", "-c", HTTP, url, "POST"],
+        return {"argv": ["python3", "-c", HTTP, url, "POST", tls["ca"], tls["cert"], tls["key"]],
                 "env": {"API_USER": API["username"], "API_PASSWORD": password}}
 
     right, wrong = on_host(APP_HOST, [request(API["password"]), request(API["password"] + "x")])

@@ -187,15 +187,19 @@ def test_a_process_without_etcd_credentials_cannot_take_the_leader_key(deployed)
 
 def test_patroni_api_refuses_clear_text_and_unsafe_calls_without_credentials(deployed):
     https, http = f"https://{ADDR[TARGET]}:{API_PORT}", f"http://{ADDR[TARGET]}:{API_PORT}"
-    ok, plain, unsafe = probe(CLIENT, [
+    ok, plain, anonymous, no_password = probe(CLIENT, [
         {"kind": "http", "url": f"{https}/patroni", "ca": TLS["ca"]},
         {"kind": "http", "url": f"{http}/patroni"},
+        # unsafe calls: no client certificate, then a certificate from halite's CA but no password
         {"kind": "http", "url": f"{https}/restart", "ca": TLS["ca"], "method": "POST"},
+        {"kind": "http", "url": f"{https}/restart", "ca": TLS["ca"], "method": "POST",
+         "cert": TLS["cert"], "key": TLS["key"]},
     ])
     assert ok["status"] == 200 and '"state"' in ok["out"], ok
     # a TLS server answers a clear-text request with a closed connection or a 400, never the state
     assert plain["status"] != 200 and '"state"' not in plain["out"], plain
-    assert unsafe["status"] == 401, unsafe
+    assert anonymous["status"] == 403 and "certificate" in anonymous["out"], anonymous
+    assert no_password["status"] == 401, no_password
 
 
 # Runs on a host (or on the control machine): TARGETS is [[address, port], ...]; prints one

@@ -453,8 +453,10 @@ def test_rolling_restart_names_the_member_that_does_not_come_back():
 def test_https_verified_against_halite_ca(api):
     api.route("GET", f"{API}/cluster", (200, CLUSTER))
     assert patroni.leader() == "db-01"
-    assert API.startswith("https://") and api.tls == {"ca_file": "/etc/halite/tls/ca.crt", "cert_file": None,
-                                                      "key_file": None}
+    # the host's certificate too: Patroni (verify_client: optional) asks unsafe calls for one
+    assert API.startswith("https://") and api.tls == {"ca_file": "/etc/halite/tls/ca.crt",
+                                                      "cert_file": "/etc/halite/tls/host.crt",
+                                                      "key_file": "/etc/halite/tls/host.key"}
 
 
 def test_patroni_api_in_clear_text_when_the_pillar_says_so(api):
