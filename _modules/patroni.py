@@ -16,7 +16,8 @@ host          halite:patroni:restapi:host           127.0.0.1
 port          halite:patroni:restapi:port           8008
 username      halite:patroni:restapi:username       (none)
 password      halite:patroni:restapi:password       (none)
-              (or ...:password_b64, base64: what the roster hands direct salt-ssh calls)
+              (else restapi.authentication in patroni.yml,
+              ``halite:paths:patroni_conf``: direct salt-ssh calls)
 http_timeout  (keyword only)                        10 seconds
 ============  ====================================  ==========
 
@@ -45,6 +46,7 @@ import time
 import urllib.parse
 import urllib.request
 
+import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ UNSAFE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 POLL_INTERVAL = 1
 
 #: halite's CA on the hosts (halite.view.TLS_PATHS), for calls whose pillar names none.
+DEFAULT_CONF = "/etc/patroni/patroni.yml"
 DEFAULT_CA_FILE = "/etc/halite/tls/ca.crt"
 DEFAULT_CERT_FILE = "/etc/halite/tls/host.crt"
 DEFAULT_KEY_FILE = "/etc/halite/tls/host.key"
@@ -101,12 +104,11 @@ def _connection(kwargs: dict) -> dict:
         return value
 
     password = pick("password", None)
+    username = pick("username", None)
     if password is None:
-        # direct salt-ssh calls: the roster's minion_opts carry it base64-encoded
-        # (halite.formats.salt_ssh_minion_opt: salt-ssh's shim mangles quotes and backslashes)
-        encoded = _pillar("halite:patroni:restapi:password_b64", None)
-        if encoded:
-            password = base64.b64decode(encoded).decode("utf-8")
+        # direct salt-ssh calls get no pillar, and halite's roster hands them no secret (salt-ssh
+        # would leave it behind in its thin directory): the password patroni.yml holds on this host
+        username, password = _conf_credentials(username)
     tls = str(_pillar("halite:tls_on:patroni_api", True)).lower() not in ("false", "0", "no", "off")
     paths = _pillar("halite:tls_paths", {}) or {}
     return {
@@ -118,10 +120,25 @@ def _connection(kwargs: dict) -> dict:
         "key_file": (paths.get("key") or DEFAULT_KEY_FILE) if tls else None,
         "host": pick("host", DEFAULT_HOST),
         "port": int(pick("port", DEFAULT_PORT)),
-        "username": pick("username", None),
+        "username": username,
         "password": password,
         "http_timeout": float(kwargs.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
     }
+
+
+def _conf_credentials(username):
+    """The REST API's username and password from this host's patroni.yml
+    (``halite:paths:patroni_conf``, root's), or ``(username, None)`` without one."""
+    path = _pillar("halite:paths:patroni_conf", DEFAULT_CONF)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            conf = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        return username, None
+    except (OSError, yaml.YAMLError) as exc:
+        raise CommandExecutionError(f"cannot read Patroni's credentials from {path}: {exc}") from None
+    auth = (conf.get("restapi") or {}).get("authentication") or {}
+    return username or auth.get("username"), auth.get("password")
 
 
 def _base_url(conn: dict) -> str:

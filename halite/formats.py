@@ -26,7 +26,6 @@ HAProxy's configuration holds one: the stats page's login (:func:`haproxy_word`)
 """
 from __future__ import annotations
 
-import base64
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -223,20 +222,6 @@ def haproxy_word(value: str) -> str:
 
 # --------------------------------------------------------------------------
 # salt-ssh
-
-
-def salt_ssh_minion_opt(value: str) -> str:
-    """A secret for the roster's ``minion_opts``: base64 of its UTF-8 bytes.
-
-    salt-ssh (3008, salt-thin) writes ``minion_opts`` as YAML *inside a Python
-    string literal* of its shim (``OPTIONS.config = \"\"\"...\"\"\"`` in
-    salt/client/ssh/__init__.py), so Python's escape processing runs over the
-    YAML: ``\\"`` and ``\\\\`` lose their backslash, ``\\x #`` is a syntax
-    error, and the target's minion config no longer parses. No quoting of ours
-    survives both layers; base64 has nothing either layer touches. The
-    reader is ``_modules/patroni.py`` (``password_b64``).
-    """
-    return base64.b64encode(str(value).encode("utf-8")).decode("ascii")
 
 
 # --------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from halite import config, formats
+from halite import config
 
 KEY = os.environ.get("HALITE_SSH_KEY", "/var/lib/halite/lab/ssh/id_ed25519")
 KNOWN_HOSTS = os.environ.get("HALITE_KNOWN_HOSTS", "/var/lib/halite/lab/ssh/known_hosts")
@@ -14,10 +14,9 @@ def _minion_opts(data: dict | None) -> dict:
     function calls (which get no pillar on the target)."""
     if not data:
         return {}
-    restapi = dict((data.get("patroni") or {}).get("restapi") or {})
-    if restapi.get("password") is not None:
-        # salt-ssh runs these through a Python string literal: base64 survives it (halite.formats)
-        restapi["password_b64"] = formats.salt_ssh_minion_opt(restapi.pop("password"))
+    # no secret: salt-ssh leaves minion_opts in its thin directory on the host; the patroni
+    # module reads the REST API's password from patroni.yml there instead
+    restapi = {k: v for k, v in ((data.get("patroni") or {}).get("restapi") or {}).items() if k != "password"}
     from halite import view
 
     return {"halite": {"patroni": {"restapi": restapi},

@@ -94,3 +94,13 @@ deploy-site-web:
     - require:
       - salt: deploy-site-legacy
       - salt: deploy-haproxy
+
+# salt-ssh leaves its thin directory on every host, the last state run's pillar (secrets
+# included) in its state tarball: remove it, whatever happened above (the next run sends
+# salt-ssh again).
+deploy-wipe-salt-ssh:
+  halite_ssh.function:
+    - name: test.true
+    - tgt: '*'
+    - wipe: True
+    - order: last

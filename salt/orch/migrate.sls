@@ -54,3 +54,13 @@ migrate-site-on-cluster:
     - pillar: {{ {'halite': {'web': {'database_target': 'cluster'}, 'move': {'report_downtime': True}}}|json }}
     - require:
       - salt: migrate-switch-site
+
+# salt-ssh leaves its thin directory on every host, the last state run's pillar (secrets
+# included) in its state tarball: remove it, whatever happened above (the next run sends
+# salt-ssh again).
+migrate-wipe-salt-ssh:
+  halite_ssh.function:
+    - name: test.true
+    - tgt: '*'
+    - wipe: True
+    - order: last

@@ -277,3 +277,73 @@ def _write_matrix(pairs: list[dict]) -> None:
         other = sorted({p["seen"] for p in ps if p["seen"] != "open"})
         lines.append(f"| {src} | {dst} | {address} | {opened} | {expected} | {', '.join(other) or '-'} |")
     (REPO / "docs" / "firewall-matrix.md").write_text("\n".join(lines) + "\n")
+
+
+# Runs on a host: SECRETS maps a name to [plain, base64] byte strings (as latin-1 text);
+# prints {name: [where, ...]} for every place one of them is found: the journal (as
+# journalctl prints it), log files, temporary folders and salt-ssh's thin directory.
+LEAKS = r'''
+import json, os, subprocess
+found = {}
+needles = {name: [v.encode("latin-1") for v in forms] for name, forms in SECRETS.items()}
+def scan(where, data):
+    for name, forms in needles.items():
+        if any(f in data for f in forms):
+            found.setdefault(name, []).append(where)
+scan("journal", subprocess.run(["journalctl", "-o", "cat", "--no-pager", "-q"], capture_output=True).stdout)
+for top in ("/var/log", "/var/tmp", "/tmp", "/root", "/var/spool/pgbackrest"):
+    for root, dirs, files in os.walk(top):
+        # the journal's own files (read above, decompressed) and salt-ssh's Python code
+        dirs[:] = [d for d in dirs if d not in ("journal", "pyall", "py3")]
+        for name in files:
+            path = os.path.join(root, name)
+            # salt-ssh's state tarball holds the last state run's pillar: every orchestration
+            # wipes it at its end (checked on orch.deploy's output), lab tests re-create it
+            if name == "salt_state.tgz" or not os.path.isfile(path) or os.path.getsize(path) > 200_000_000:
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    scan(path, fh.read())
+            except OSError:
+                pass
+print(json.dumps(found))
+'''
+
+
+def _secret_forms(data: dict) -> dict:
+    import base64
+
+    out = {}
+    for key in view.SECRET_ROLES:
+        value = view._get_or_none(data, key)
+        if value:
+            raw = value.encode("utf-8")
+            out[key] = [raw.decode("latin-1"), base64.b64encode(raw).decode("latin-1")]
+    return out
+
+
+def test_no_secret_is_left_in_logs_journals_or_salt_ssh_remains(deployed):
+    """Every generated secret, plain or base64: not in orch.deploy's output, not in any host's
+    journal, logs or temporary folders (salt-ssh's thin directory included), not in the
+    control machine's salt-ssh cache and logs. The last step of orch.deploy wiped salt-ssh."""
+    forms = _secret_forms(DATA)
+    assert len(forms) >= 10
+    output = json.dumps(deployed, ensure_ascii=False).encode("utf-8")
+    assert not [k for k, fs in forms.items() if any(f.encode("latin-1") in output for f in fs)]
+    steps = {k.split("_|-")[1]: v for k, v in deployed["data"][next(iter(deployed["data"]))].items()}
+    assert steps["deploy-wipe-salt-ssh"]["result"] is True, steps["deploy-wipe-salt-ssh"]
+    leaks = {}
+    for host in TOPO["hosts"]:
+        program = f"SECRETS = {ascii(forms)}\n{LEAKS}"
+        res = subprocess.run([str(BIN / "halite"), "lab", "ssh", host, "python3", "-"], input=program, cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
+        for key, where in json.loads(res.stdout.strip().splitlines()[-1]).items():
+            leaks[f"{host}: {key}"] = where[:5]
+    for path in (REPO / ".salt-run").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for key, fs in forms.items():
+                if any(f.encode("latin-1") in data for f in fs):
+                    leaks.setdefault(f"control: {key}", []).append(str(path))
+    assert not leaks, json.dumps(leaks, indent=1)

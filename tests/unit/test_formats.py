@@ -11,6 +11,7 @@ strict parser written from systemd's source (see :func:`systemd_env_file`).
 from __future__ import annotations
 
 import base64
+import json
 import copy
 import os
 import pwd
@@ -27,7 +28,7 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from halite import config, formats
+from halite import config, formats, view
 
 import psycopg
 import pg_move  # tests/unit/conftest.py puts _modules on sys.path
@@ -242,19 +243,19 @@ def salt_ssh_shim_config(minion_opts: dict) -> dict:
     return yaml.safe_load(namespace["OPTIONS"]["config"])
 
 
-def test_the_roster_hands_the_api_password_through_salt_ssh_intact():
+def test_the_roster_hands_direct_calls_no_secret():
+    """salt-ssh leaves minion_opts in its thin directory on the host: no password goes there
+    (the patroni module reads it from patroni.yml)."""
     from halite import roster
 
-    password = NASTY[-1].replace("😀", "")  # the lab's rule: printable, BMP
     data = config.load()
-    data["patroni"]["restapi"]["password"] = password
     opts = roster.roster(data["topology"], key="/k", known_hosts="/kh", data=data)["db-01"]["minion_opts"]
     restapi = salt_ssh_shim_config(opts)["halite"]["patroni"]["restapi"]
-    assert base64.b64decode(restapi["password_b64"]).decode("utf-8") == password
-    # why: the plain value does not survive the shim
-    plain = {"halite": {"patroni": {"restapi": {"password": password}}}}
-    with pytest.raises(Exception):
-        assert salt_ssh_shim_config(plain)["halite"]["patroni"]["restapi"]["password"] == password
+    assert restapi == {"port": 8008, "username": "patroni"}
+    text = json.dumps(opts, ensure_ascii=False)
+    for key in view.SECRET_ROLES:
+        value = view._get_or_none(data, key)
+        assert value is None or (value not in text and base64.b64encode(value.encode()).decode() not in text), key
 
 
 def nasty_settings() -> dict:

@@ -6,6 +6,7 @@ from unittest.mock import patch
 
 import patroni
 import pytest
+import yaml
 import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 from conftest import salt_utils
@@ -164,13 +165,20 @@ def test_minion_options_serve_direct_salt_ssh_calls():
     assert (conn["host"], conn["port"], conn["username"], conn["password"]) == ("127.0.0.1", 8028, "u", "p")
 
 
-def test_direct_salt_ssh_calls_decode_the_password_from_base64():
-    # the roster hands the password as password_b64 (halite.formats.salt_ssh_minion_opt)
-    password = "lab api's \"rest\" $USER:7 \\x #7 snow: \u2603"
-    encoded = base64.b64encode(password.encode("utf-8")).decode()
-    opts = {"halite": {"patroni": {"restapi": {"username": "u", "password_b64": encoded}}}}
+def test_direct_salt_ssh_calls_take_the_password_from_patroni_yml(tmp_path):
+    # the roster hands no secret (salt-ssh would leave it in its thin directory): patroni.yml has it
+    password = "lab api's \"rest\" $USER:7 \\x #7 {{ pillar }}"
+    conf = tmp_path / "patroni.yml"
+    conf.write_text(yaml.safe_dump({"restapi": {"authentication": {"username": "u", "password": password}}}))
+    opts = {"halite": {"paths": {"patroni_conf": str(conf)}}}
     with patch.dict(salt.modules.config.__pillar__, {}, clear=True), patch.dict(salt.modules.config.__opts__, opts):
-        assert patroni._connection({})["password"] == password
+        conn = patroni._connection({})
+        assert (conn["username"], conn["password"]) == ("u", password)
+        conf.write_text("restapi: [unclosed\n")
+        with pytest.raises(CommandExecutionError, match="cannot read Patroni's credentials"):
+            patroni._connection({})
+        conf.unlink()
+        assert patroni._connection({})["password"] is None  # no file: no credentials, safe calls only
 
 
 def test_unknown_keyword_is_refused(api):

@@ -68,13 +68,15 @@ def _failed(data) -> bool:
     return isinstance(inner, dict) and bool(inner.get("retcode")) and "stderr" in inner
 
 
-def function(name, tgt, tgt_type="glob", arg=None, kwarg=None, timeout=None):
+def function(name, tgt, tgt_type="glob", arg=None, kwarg=None, timeout=None, wipe=False):
     """Run execution function ``name`` on ``tgt`` through salt-ssh.
 
     :param name: the function, e.g. ``pgbackrest.drill``.
     :param tgt: target (a host, or a comma-separated list with ``tgt_type: list``).
     :param arg: positional arguments.
     :param kwarg: keyword arguments.
+    :param wipe: remove salt-ssh's thin directory from each host afterwards (``ssh_wipe``):
+        it keeps the last state run's pillar, secrets included, in its state tarball.
     :returns: a state return: ``changes: {ret: {host: return}}``; on failure
         ``result: False`` and, for each failed host, the function's message.
     """
@@ -87,6 +89,8 @@ def function(name, tgt, tgt_type="glob", arg=None, kwarg=None, timeout=None):
     _announce({"type": "function", "tgt": tgt, "name": name, "args": kw})
     if timeout:
         kw["timeout"] = timeout
+    if wipe:
+        kw["ssh_wipe"] = True
     try:
         out = __salt__["saltutil.cmd"](tgt, name, **kw)
     except Exception as exc:  # pylint: disable=broad-except
