@@ -22,4 +22,4 @@ patroni-pip-install:
     - unless: {{ venv }}/bin/python -c "import importlib.metadata as m, fnmatch, sys; sys.exit(not fnmatch.fnmatch(m.version('patroni'), '{{ hl.patroni.version }}'))"
     - require:
       - cmd: patroni-virtualenv
-      - sls: postgresql
+      - sls: postgresql.install
