@@ -179,5 +179,8 @@ def test_second_orch_deploy_reports_zero_changes(deployed):
     steps = json.loads(res.stdout)["data"]
     for step in next(iter(steps.values())).values():
         for host, ret in step["changes"].get("ret", {}).items():
+            if step["__id__"] == "deploy-wipe-salt-ssh":
+                assert ret is True, (host, ret)  # a function (test.true), not states
+                continue
             changed = {k: v["changes"] for k, v in ret.items() if v.get("changes")}
             assert changed == {}, (step["__id__"], host, changed)
