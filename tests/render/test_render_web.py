@@ -193,7 +193,11 @@ def test_legacy_firewall_and_web_port():
 
 def test_orch_migrate_order(tmp):
     steps = show(tmp, "control", "orch.migrate")
-    assert set(steps) == {"migrate-cluster-schema", "migrate-move-database", "migrate-switch-site", "migrate-site-on-cluster"}
+    assert set(steps) == {"migrate-cluster-schema", "migrate-move-database", "migrate-switch-site", "migrate-site-on-cluster",
+                          "migrate-wipe-salt-ssh"}
+    # the last step, whatever happened: salt-ssh's thin directory (the pillar in its tarball) removed
+    assert arg(steps, "migrate-wipe-salt-ssh", "wipe") is True and arg(steps, "migrate-wipe-salt-ssh", "tgt") == "*"
+    assert arg(steps, "migrate-wipe-salt-ssh", "order") == "last"
     assert arg(steps, "migrate-cluster-schema", "sls") == "web.schema"
     assert arg(steps, "migrate-cluster-schema", "pillar") == json.loads(TO_CLUSTER)
     assert arg(steps, "migrate-move-database", "tgt") == "db-01,db-02,db-03"
