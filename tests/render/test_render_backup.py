@@ -116,3 +116,12 @@ def test_the_drill_makes_its_own_restore_point_unless_given_a_target(tmp):
     assert json.loads(step_args(steps["restore-drill"])["kwarg"]["target"]) == {"name": point}
     _, steps = orch_steps(tmp, "restore_drill", {"target": {"name": "before-42"}})
     assert set(steps) == {"restore-drill"}
+
+
+def test_orch_deploys_backup_states_bring_halites_ca(tmp):
+    """orch.deploy applies `backup` (not the highstate) to the backup host: that must lay down
+    halite's CA, which the restore points' service verifies the members with."""
+    res = salt_call(tmp, "backup-01", "Debian", "state.show_sls", "backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    ids = set(json.loads(res.stdout)["local"])
+    assert {"halite-tls-ca", "halite-tls-cert-fresh"} <= ids
