@@ -2,6 +2,7 @@
 id and grains set in a throwaway minion config."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -49,6 +50,24 @@ def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm
         env["HALITE_SETTINGS"] = str(settings)
     return subprocess.run([str(SALT_CALL), "--local", "-c", str(cfg), "--out=json", "--retcode-passthrough", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
+
+
+def answer(tmp: Path, host: str, *args: str, settings: Path | None = None) -> dict:
+    """``salt-call --local ARGS`` as Debian ``host``: its parsed answer (a failed call fails the test)."""
+    res = salt_call(tmp, host, "Debian", *args, settings=settings)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return json.loads(res.stdout)["local"]
+
+
+def render_template(tmp: Path, host: str, source: str, settings: Path | None = None, tag: str = "",
+                    **context) -> str:
+    """The file template ``salt://source`` rendered as ``host`` with ``context`` (what its state
+    passes), through ``cp.get_template``. ``tag`` keeps the outputs of several settings apart."""
+    dest = tmp / f"{host}-{tag}-{source.replace('/', '_')}"
+    # ensure_ascii=False: salt-call reads arguments as YAML, and Salt's loader refuses \ud83d-style escapes
+    answer(tmp, host, "cp.get_template", f"salt://{source}", str(dest),
+           *[k + "=" + json.dumps(v, ensure_ascii=False) for k, v in context.items()], settings=settings)
+    return dest.read_text(encoding="utf-8")
 
 
 def arg(states: dict, sid: str, key: str):

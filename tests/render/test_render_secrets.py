@@ -52,18 +52,12 @@ def settings(tmp) -> Path:
 
 
 def call(tmp: Path, settings: Path, host: str, *args: str):
-    res = rendering.salt_call(tmp, host, "Debian", *args, settings=settings)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return json.loads(res.stdout)["local"]
+    return rendering.answer(tmp, host, *args, settings=settings)
 
 
 def template(tmp: Path, settings: Path, host: str, source: str, **context) -> str:
     """A file template rendered as the host, with the context its state passes."""
-    dest = tmp / f"{host}-{source.replace('/', '_')}"
-    # ensure_ascii=False: salt-call reads arguments as YAML, and Salt's loader refuses \ud83d-style escapes
-    call(tmp, settings, host, "cp.get_template", f"salt://{source}", str(dest),
-         *[k + "=" + json.dumps(v, ensure_ascii=False) for k, v in context.items()])
-    return dest.read_text(encoding="utf-8")
+    return rendering.render_template(tmp, host, source, settings=settings, **context)
 
 
 @pytest.fixture(scope="module")

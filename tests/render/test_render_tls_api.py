@@ -46,16 +46,11 @@ def mode(request, tmp):
 
 
 def call(tmp: Path, settings: Path, host: str, *args: str):
-    res = rendering.salt_call(tmp, host, "Debian", *args, settings=settings)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return json.loads(res.stdout)["local"]
+    return rendering.answer(tmp, host, *args, settings=settings)
 
 
 def template(tmp: Path, settings: Path, host: str, source: str, **context) -> str:
-    dest = tmp / f"{host}-{settings.stem}-{source.replace('/', '_')}"
-    call(tmp, settings, host, "cp.get_template", f"salt://{source}", str(dest),
-         *[k + "=" + json.dumps(v) for k, v in context.items()])
-    return dest.read_text()
+    return rendering.render_template(tmp, host, source, settings=settings, tag=settings.stem, **context)
 
 
 def env_file(text: str) -> dict:

@@ -39,17 +39,13 @@ def settings_file(tmp: Path, extra: dict | None) -> Path:
 
 
 def call(tmp: Path, host: str, mode: str, *args: str):
-    res = rendering.salt_call(tmp, host, "Debian", *args, settings=settings_file(tmp, MODES[mode]))
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return json.loads(res.stdout)["local"]
+    return rendering.answer(tmp, host, *args, settings=settings_file(tmp, MODES[mode]))
 
 
 def template(tmp: Path, host: str, mode: str, source: str, **context) -> str:
     """A file template rendered as ``host``, with the context its state passes."""
-    dest = tmp / f"{host}-{mode}-{source.replace('/', '_')}"
-    call(tmp, host, mode, "cp.get_template", f"salt://{source}", str(dest),
-         *[k + "=" + json.dumps(v, ensure_ascii=False) for k, v in context.items()])
-    return dest.read_text(encoding="utf-8")
+    return rendering.render_template(tmp, host, source, settings=settings_file(tmp, MODES[mode]), tag=mode,
+                                     **context)
 
 
 @pytest.fixture(scope="module")
