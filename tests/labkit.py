@@ -55,6 +55,25 @@ def state_summary(data: dict) -> dict:
     return out
 
 
+def python_on(host: str, program: str, timeout: float = 300):
+    """Run ``program`` with ``python3 -`` on ``host`` (``control``: this machine) and return the
+    JSON its last output line prints. The program travels on stdin: secrets in it never reach
+    a command line."""
+    argv = ["python3", "-"] if host == "control" else [str(BIN / "halite"), "lab", "ssh", host, "python3", "-"]
+    res = subprocess.run(argv, input=program, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def on_hosts(hosts, fn):
+    """``{host: fn(host)}``, the hosts handled at once (each ``fn`` mostly waits on ssh)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hosts = list(hosts)
+    with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
+        return dict(zip(hosts, pool.map(fn, hosts)))
+
+
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.cookies
 import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -25,7 +24,7 @@ import psycopg
 import pytest
 
 from halite import config, formats, lab as labmod, view
-from labkit import BIN, REPO
+from labkit import python_on
 
 pytestmark = pytest.mark.lab
 DATA = config.load()
@@ -83,11 +82,8 @@ except urllib.error.HTTPError as exc:
 
 def on_host(host: str, checks: list[dict]) -> list[dict]:
     """Run ``checks`` on ``host``; the secrets travel in the program on stdin, never in argv."""
-    program = f"CHECKS = {ascii(checks)}\n{REMOTE}"  # a Python literal, pure ASCII whatever the locale
-    res = subprocess.run([str(BIN / "halite"), "lab", "ssh", host, "python3", "-"], input=program, cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
-    results = json.loads(res.stdout.strip().splitlines()[-1])
+    # a Python literal, pure ASCII whatever the locale
+    results = python_on(host, f"CHECKS = {ascii(checks)}\n{REMOTE}")
     assert len(results) == len(checks)
     return results
 

@@ -9,14 +9,13 @@ cannot reach the server at all would otherwise pass for a refusal).
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from halite import config, pki, view
-from labkit import BIN, REPO
+from labkit import REPO, on_hosts, python_on
 
 pytestmark = pytest.mark.lab
 DATA = config.load()
@@ -89,11 +88,7 @@ print(json.dumps(results))
 
 def probe(host: str, probes: list[dict]) -> list[dict]:
     """Run ``probes`` on ``host`` (secrets in the program on stdin, never in argv)."""
-    program = f"PROBES = {ascii(probes)}\n{REMOTE}"
-    res = subprocess.run([str(BIN / "halite"), "lab", "ssh", host, "python3", "-"], input=program, cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
-    results = json.loads(res.stdout.strip().splitlines()[-1])
+    results = python_on(host, f"PROBES = {ascii(probes)}\n{REMOTE}")
     assert len(results) == len(probes)
     return results
 
@@ -229,11 +224,7 @@ TCP_TIMEOUT = 3
 
 
 def _tcp(src: str, targets: list[list]) -> list[str]:
-    program = f"TIMEOUT = {TCP_TIMEOUT}\nTARGETS = {targets!r}\n{TCP}"
-    argv = ["python3", "-"] if src == "control" else [str(BIN / "halite"), "lab", "ssh", src, "python3", "-"]
-    res = subprocess.run(argv, input=program, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, f"{src}: {res.stderr[-2000:]}"
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return python_on(src, f"TIMEOUT = {TCP_TIMEOUT}\nTARGETS = {targets!r}\n{TCP}")
 
 
 def test_the_firewall_matrix_holds_pair_by_pair(deployed):
@@ -243,9 +234,10 @@ def test_the_firewall_matrix_holds_pair_by_pair(deployed):
     by_src: dict[str, list[dict]] = {}
     for pair in pairs:
         by_src.setdefault(pair["src"], []).append(pair)
+    seen = on_hosts(by_src, lambda src: _tcp(src, [[r["address"], r["port"]] for r in by_src[src]]))
     for src, rows in by_src.items():
-        for row, seen in zip(rows, _tcp(src, [[r["address"], r["port"]] for r in rows])):
-            row["seen"] = seen
+        for row, verdict in zip(rows, seen[src]):
+            row["seen"] = verdict
     _write_matrix(pairs)
     wrong = [f"{p['src']} -> {p['dst']} {p['address']}:{p['port']} ({p['service']}): "
              f"{'allowed' if p['allowed'] else 'not allowed'} but {p['seen']}"
@@ -334,12 +326,9 @@ def test_no_secret_is_left_in_logs_journals_or_salt_ssh_remains(deployed):
     steps = {k.split("_|-")[1]: v for k, v in deployed["data"][next(iter(deployed["data"]))].items()}
     assert steps["deploy-wipe-salt-ssh"]["result"] is True, steps["deploy-wipe-salt-ssh"]
     leaks = {}
-    for host in TOPO["hosts"]:
-        program = f"SECRETS = {ascii(forms)}\n{LEAKS}"
-        res = subprocess.run([str(BIN / "halite"), "lab", "ssh", host, "python3", "-"], input=program, cwd=REPO,
-                             capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, f"{host}: {res.stderr[-2000:]}"
-        for key, where in json.loads(res.stdout.strip().splitlines()[-1]).items():
+    program = f"SECRETS = {ascii(forms)}\n{LEAKS}"
+    for host, found in on_hosts(TOPO["hosts"], lambda h: python_on(h, program, timeout=600)).items():
+        for key, where in found.items():
             leaks[f"{host}: {key}"] = where[:5]
     for path in (REPO / ".salt-run").rglob("*"):
         if path.is_file():
