@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,23 @@ def arg(states: dict, sid: str, key: str):
             if isinstance(item, dict) and key in item:
                 return item[key]
     raise KeyError(f"{sid} has no argument {key}")
+
+
+#: nginx for the render tests: installed, or Debian's package that `make deps` unpacks
+#: under .venv/nginx (nothing installed, no service started).
+NGINX = shutil.which("nginx") or shutil.which("nginx", path=f"/usr/sbin:{REPO / '.venv/nginx/usr/sbin'}")
+
+
+def nginx_sandbox(text: str, run: Path) -> Path:
+    """A rendered nginx.conf rewritten to run unprivileged under ``run``: logs, pid and temp
+    folders moved there, mime.types from wherever this nginx keeps it. Returns the file."""
+    assert NGINX, "nginx not found: run `make deps` (it unpacks Debian's nginx under .venv/nginx)"
+    (run / "log").mkdir(parents=True, exist_ok=True)
+    mime = next((str(p) for p in (Path("/etc/nginx/mime.types"), Path(NGINX).parents[2] / "etc/nginx/mime.types")
+                 if p.exists()), None)
+    assert mime, "nginx's mime.types not found next to the nginx binary"
+    temp = " ".join(f"{k}_temp_path {run}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    text = (text.replace("/var/log/nginx", str(run / "log")).replace("/run/nginx.pid", str(run / "nginx.pid"))
+            .replace("/etc/nginx/mime.types", mime).replace("http {", f"http {{\n    {temp}"))
+    (run / "nginx.conf").write_text(text)
+    return run / "nginx.conf"

@@ -9,9 +9,7 @@ the request limit are read from real answers.
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -28,7 +26,7 @@ from halite import config, model, pki, view
 from test_render_web import show, template
 
 REPO = rendering.REPO
-NGINX = shutil.which("nginx") or shutil.which("nginx", path=f"/usr/sbin:{REPO / '.venv/nginx/usr/sbin'}")
+NGINX = rendering.NGINX
 PLAIN = {"tls": {"unsafe_plaintext": ["site"]}}
 
 
@@ -66,19 +64,9 @@ def certs(tmp) -> dict:
 
 def nginx_conf(tmp: Path, name: str, site: dict, static_dir: Path, upstream: str = "127.0.0.1:9") -> Path:
     """The rendered nginx.conf with logs, pid and temp folders moved under ``tmp/name``."""
-    assert NGINX, "nginx not found: run `make deps` (it unpacks Debian's nginx under .venv/nginx)"
     text = template(tmp, "web/files/nginx.conf.jinja", nginx_user="root", site=site, upstream=upstream,
                     static_dir=f"{static_dir}/")
-    run = tmp / name
-    (run / "log").mkdir(parents=True, exist_ok=True)
-    mime = next((str(p) for p in (Path("/etc/nginx/mime.types"), Path(NGINX).parents[2] / "etc/nginx/mime.types")
-                 if p.exists()), None)
-    assert mime, "nginx's mime.types not found next to the nginx binary"
-    temp = " ".join(f"{k}_temp_path {run}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    text = (text.replace("/var/log/nginx", str(run / "log")).replace("/run/nginx.pid", str(run / "nginx.pid"))
-            .replace("/etc/nginx/mime.types", mime).replace("http {", f"http {{\n    {temp}"))
-    (run / "nginx.conf").write_text(text)
-    return run / "nginx.conf"
+    return rendering.nginx_sandbox(text, tmp / name)
 
 
 def nginx_t(conf: Path) -> None:

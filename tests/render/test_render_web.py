@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -235,25 +234,13 @@ def test_templates(tmp):
 
 
 def test_nginx_config_passes_nginx_t(tmp):
-    # `make deps` unpacks Debian's nginx under .venv/nginx (nothing installed, no service started)
-    nginx = shutil.which("nginx") or shutil.which("nginx", path=f"/usr/sbin:{REPO / '.venv/nginx/usr/sbin'}")
-    assert nginx, "nginx not found: run `make deps` (it unpacks Debian's nginx under .venv/nginx)"
     # the plain-HTTP configuration (tls.unsafe_plaintext: site); with TLS: test_render_tls_site.py
     plain = model.dump(model.validate(config.deep_merge(config.raw(), {"tls": {"unsafe_plaintext": ["site"]}})))
     site = {**view.site_view(plain, "app-01"), "address": "127.0.0.1", "http_port": 18080}
     text = template(tmp, "web/files/nginx.conf.jinja", nginx_user="root", site=site,
                     upstream="127.0.0.1:8000", static_dir="/opt/carsale/app/halite_web/static/")
-    run = tmp / "nginx"
-    (run / "log").mkdir(parents=True, exist_ok=True)
-    # the files nginx needs, wherever this nginx keeps them (installed, or a package unpacked under a prefix)
-    mime = next((str(p) for p in (Path("/etc/nginx/mime.types"), Path(nginx).parents[2] / "etc/nginx/mime.types")
-                 if p.exists()), None)
-    assert mime, "nginx's mime.types not found next to the nginx binary"
-    temp = " ".join(f"{k}_temp_path {run}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    text = (text.replace("/var/log/nginx", str(run / "log")).replace("/run/nginx.pid", str(run / "nginx.pid"))
-            .replace("/etc/nginx/mime.types", mime).replace("http {", f"http {{\n    {temp}"))
-    (run / "nginx.conf").write_text(text)
-    res = subprocess.run([nginx, "-t", "-c", str(run / "nginx.conf"), "-e", str(run / "log/error.log")],
+    conf = rendering.nginx_sandbox(text, tmp / "nginx")
+    res = subprocess.run([rendering.NGINX, "-t", "-c", str(conf), "-e", str(conf.parent / "log/error.log")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
