@@ -1,6 +1,7 @@
 """The car market in the lab: served on the edge network from the legacy
 server, moved onto the cluster by orch.migrate while clients keep browsing,
 then kept working (no 500, no car sold twice) through a switchover."""
+import functools
 import http.cookiejar
 import json
 import random
@@ -20,8 +21,9 @@ from labkit import BIN, run, salt_ssh, wait_for
 pytestmark = pytest.mark.lab
 DATA = config.load()
 URL = labmod.site_url()
-# https, verified with halite's CA (None: tls.unsafe_plaintext names site)
-TLS = view.site_ssl_context(DATA)
+# https, verified with halite's CA (made by the lab's deploy: read when a test runs, not when
+# pytest collects, since a fresh clone has no CA yet)
+SITE_TLS = view.tls_on(DATA)["site"]
 APP = DATA["users"]["app"]
 TOPO = DATA["topology"]
 PROXY_EDGE = TOPO["hosts"][config.hosts_with_role(TOPO, "haproxy")[0]]["addresses"]["edge"]
@@ -32,12 +34,18 @@ WRITE_DSN = formats.conninfo(*formats.cluster_options(DATA, PROXY_EDGE, DATA["ha
 TABLES = ["makes", "models", "cars", "orders"]
 
 
+@functools.cache
+def tls():
+    """The site's clients' ``ssl.SSLContext`` (halite's CA), or None for plain HTTP."""
+    return view.site_ssl_context(DATA)
+
+
 class Client:
     """A browser-like client: cookies, CSRF tokens, every answer recorded."""
 
     def __init__(self):
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-                                                  urllib.request.HTTPSHandler(context=TLS))
+                                                  urllib.request.HTTPSHandler(context=tls()))
         self.log: list[tuple[float, str, int]] = []
 
     def get(self, path: str) -> tuple[int, str]:
@@ -68,7 +76,7 @@ class Client:
 
 
 def api_status() -> dict:
-    with urllib.request.urlopen(URL + "api/status", timeout=10, context=TLS) as resp:
+    with urllib.request.urlopen(URL + "api/status", timeout=10, context=tls()) as resp:
         return json.loads(resp.read())
 
 
@@ -81,7 +89,7 @@ def browse(stop: threading.Event, client: Client, ids: list[int]) -> None:
 
 
 def available_ids(n: int = 60) -> list[int]:
-    with urllib.request.urlopen(URL + f"api/cars?per_page={n}", timeout=10, context=TLS) as resp:
+    with urllib.request.urlopen(URL + f"api/cars?per_page={n}", timeout=10, context=tls()) as resp:
         return [c["id"] for c in json.loads(resp.read())["cars"]]
 
 
@@ -105,7 +113,7 @@ def test_site_is_served_on_the_edge_network(deployed):
     assert res.stdout.strip() == URL
 
 
-@pytest.mark.skipif(TLS is None, reason="tls.unsafe_plaintext names site")
+@pytest.mark.skipif(not SITE_TLS, reason="tls.unsafe_plaintext names site")
 def test_plain_http_redirects_to_https_with_hsts_and_security_headers(deployed):
     """Plain HTTP answers 301 to the same host and path over https; the https answer
     carries HSTS, the CSP and the other security headers."""
@@ -118,7 +126,7 @@ def test_plain_http_redirects_to_https_with_hsts_and_security_headers(deployed):
     assert resp.status == 301 and resp.getheader("Location") == URL + "cars?sort=price_asc", resp.getheaders()
     assert resp.getheader("Strict-Transport-Security") is None
     conn.close()
-    with urllib.request.urlopen(URL, timeout=10, context=TLS) as resp:
+    with urllib.request.urlopen(URL, timeout=10, context=tls()) as resp:
         assert resp.headers["Strict-Transport-Security"] == view.SITE_HSTS
         assert resp.headers["Content-Security-Policy"] == view.site_csp()
         assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["X-Content-Type-Options"] == "nosniff"
