@@ -12,6 +12,7 @@ Examples::
     halite lab ssh db-01 -- patronictl list
     halite lab fault postgres-kill db-01   # fault primitives (see halite.faults)
     halite lab down          # remove everything the lab made
+    halite cluster --watch   # the Patroni cluster's table every 2 s until Ctrl-C (--watch 5: every 5 s)
     halite orch deploy       # an orchestration (salt/orch/deploy.sls), each step shown live
     halite orch etcd_member --pillar '{"target": "db-04"}'
 """
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 
 from halite import config, lab
 
@@ -100,18 +103,63 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type of ``--watch SECONDS`` and ``--interval``: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the seconds between refreshes must be more than 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse type of ``--count``: a whole number, 0 or more (0: no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of tables must be 0 (no limit) or more")
+    return value
+
+
+def _watch_every(args: argparse.Namespace) -> float | None:
+    """Seconds between two tables of ``halite cluster``, or None for one table.
+
+    ``--watch SECONDS`` says it; a bare ``--watch`` (or ``-W``) takes ``--interval``, else 2.
+    """
+    if args.watch is None or args.watch is False:
+        return None
+    if args.watch is True:
+        return args.interval if args.interval is not None else 2.0
+    return float(args.watch)
+
+
 def _cluster(args: argparse.Namespace) -> int:
     from halite import failover
 
+    if _watch_every(args) is None and (args.interval is not None or args.count):
+        print("halite cluster: --interval and --count go with --watch", file=sys.stderr)
+        return 2
     try:
         return _cluster_tables(args, failover.Cluster())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C is how a watch ends
         return 0
 
 
-def _cluster_tables(args: argparse.Namespace, cluster) -> int:
-    import time
+def _cluster_tables(args: argparse.Namespace, cluster, sleep=None) -> int:
+    """Print the cluster's table once, or with ``--watch`` every few seconds until Ctrl-C or ``--count`` tables.
 
+    A watch clears the screen before each table when stdout is a terminal, else it
+    leaves a blank line between two; either way a timestamp line heads each table.
+    A cluster that does not answer is one line in the watch (the next refresh asks
+    again); without ``--watch`` it is an error (RuntimeError, exit 1 in ``main``).
+    ``sleep`` waits between two tables (default time.sleep).
+    """
+    sleep = sleep or time.sleep
+    every = _watch_every(args)
     shown = 0
     while True:
         try:
@@ -120,19 +168,22 @@ def _cluster_tables(args: argparse.Namespace, cluster) -> int:
                      "timeline": m.get("timeline", ""),
                      "lag": "" if m.get("role") in ("leader", "primary") else m.get("lag", "")} for m in members]
             table = lab.format_table(rows, ["member", "host", "role", "state", "timeline", "lag"])
-        except RuntimeError as exc:
-            if not args.watch:
+        except Exception as exc:  # noqa: BLE001 - a watch outlives a cluster that does not answer
+            if every is None:
                 raise
-            table = f"no answer from the cluster: {exc}"
-        if args.watch and sys.stdout.isatty():
-            print("\033[H\033[2J", end="")  # clear the screen, like patronictl list -W
-        if args.watch:
-            print(time.strftime("%Y-%m-%d %H:%M:%S"), f"(every {args.interval:g} s; Ctrl-C ends)")
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            table = f"no answer from the cluster: {reason}"
+        if every is not None:
+            if sys.stdout.isatty():
+                print("\033[H\033[2J", end="")  # clear the screen, like patronictl list -W
+            elif shown:
+                print()
+            print(time.strftime("%Y-%m-%d %H:%M:%S"), f"(every {every:g} s; Ctrl-C ends)")
         print(table, flush=True)
         shown += 1
-        if not args.watch or (args.count and shown >= args.count):
+        if every is None or (args.count and shown >= args.count):
             return 0
-        time.sleep(args.interval)
+        sleep(every)
 
 
 def _orch(args: argparse.Namespace) -> int:
@@ -199,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     p_config.add_argument("--settings", nargs="*", help="settings files, merged in order (default: pillar's)")
     p_config.set_defaults(func=_config)
     p_cluster = sub.add_parser("cluster", help="the lab's Patroni cluster: member, host, role, state, timeline, lag")
-    p_cluster.add_argument("-W", "--watch", action="store_true", help="refresh the table until Ctrl-C")
-    p_cluster.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
-    p_cluster.add_argument("--count", type=int, default=0, help="stop after this many tables (--watch; 0: never)")
+    p_cluster.add_argument("-W", "--watch", nargs="?", const=True, type=_seconds, metavar="SECONDS",
+                           help="refresh the table every SECONDS (default 2) until Ctrl-C, like patronictl list -W")
+    p_cluster.add_argument("--interval", type=_seconds, metavar="SECONDS",
+                           help="seconds between refreshes of a bare --watch (the same as --watch SECONDS)")
+    p_cluster.add_argument("--count", type=_count, default=0, metavar="N",
+                           help="stop after N tables (--watch; 0: never)")
     p_cluster.set_defaults(func=_cluster)
     p_orch = sub.add_parser("orch", help="run an orchestration (salt/orch/NAME.sls), showing each step as it starts and ends")
     p_orch.add_argument("name", help="deploy, migrate, site, rolling_restart, etcd_member (or orch.NAME)")
