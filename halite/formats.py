@@ -158,12 +158,18 @@ def pgbouncer_userlist_line(user: str, password: str) -> str:
 
 
 def pgbouncer_userlist(data: dict) -> str:
-    """The whole userlist.txt of a db host: the auth_query user's line only.
+    """The whole userlist.txt of a db host: the auth_query user's line, and with a
+    monitoring host the exporters' login (a stats user: the admin console knows only the
+    users of this file).
 
     :param data: the validated settings (:func:`halite.config.load`).
     """
     auth = data["users"]["pgbouncer_auth"]
-    return pgbouncer_userlist_line(auth["username"], auth["password"])
+    out = pgbouncer_userlist_line(auth["username"], auth["password"])
+    if any("monitoring" in (h.get("roles") or []) for h in data["topology"]["hosts"].values()):
+        mon = data["users"]["monitor"]
+        out += pgbouncer_userlist_line(mon["username"], mon["password"])
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -48,6 +48,8 @@ MIRROR_DEBS_TEMPLATE = [
     "chrony", "nftables", "postgresql-{pg}", "postgresql-client-{pg}", "etcd-server", "etcd-client",
     "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
     "nginx", "openssl", "pgbackrest",
+    "prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-postgres-exporter",
+    "prometheus-pgbouncer-exporter",
 ]
 
 #: PyPI packages for hosts (built as wheels on the control machine).

@@ -56,7 +56,7 @@ class ConfigError(ValueError):
 #: Operating-system families the states know how to lay down.
 OS_FAMILIES = ("Debian", "RedHat")
 #: Roles a host may hold.
-ROLES = ("jump", "db", "haproxy", "app", "legacy_db", "backup")
+ROLES = ("jump", "db", "haproxy", "app", "legacy_db", "backup", "monitoring")
 #: PostgreSQL major versions halite knows the paths of.
 PG_VERSIONS = (13, 14, 15, 16, 17, 18)
 #: Patroni's own lower bounds for its timing settings.
@@ -217,8 +217,8 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Size = Annotated[Any, AfterValidator(_size)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Text = Annotated[str, AfterValidator(_printable)]
-Role = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup"]
-SourceRole = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup", "control"]
+Role = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup", "monitoring"]
+SourceRole = Literal["jump", "db", "haproxy", "app", "legacy_db", "backup", "monitoring", "control"]
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
@@ -241,7 +241,7 @@ class Network(Model):
 
 
 class Host(Model):
-    roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db, backup")
+    roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db, backup, monitoring")
     os_family: Literal["Debian", "RedHat"] = Field("Debian", description="Debian or RedHat")
     os_release: Literal["bookworm", "trixie", 8, 9] | None = Field(
         None, description="Debian: bookworm (12) or trixie (13); RedHat family: major 8 or 9; "
@@ -289,20 +289,28 @@ class Service(Model):
 
 def _default_services() -> list[dict]:
     return [
-        {"name": "etcd-client", "ports": [2379], "to": ["db"], "from": ["db"]},
+        {"name": "etcd-client", "ports": [2379], "to": ["db"], "from": ["db", "monitoring"]},
         {"name": "etcd-peer", "ports": [2380], "to": ["db"], "from": ["db"]},
-        {"name": "patroni-api", "ports": [8008], "to": ["db"], "from": ["db", "haproxy", "app"]},
+        {"name": "patroni-api", "ports": [8008], "to": ["db"], "from": ["db", "haproxy", "app", "monitoring"]},
         {"name": "postgresql", "ports": [5432], "to": ["db"], "from": ["db", "haproxy", "backup"]},
         {"name": "pgbouncer", "ports": [6432], "to": ["db"], "from": ["db", "haproxy", "app"]},
         {"name": "haproxy", "ports": [5000, 5001], "to": ["haproxy"], "from": ["app", "control"]},
         # the stats page listens on the private address only: reach it through the jump host
         # (ssh -L 7000:<haproxy host>:7000 root@<jump host>)
-        {"name": "haproxy-stats", "ports": [7000], "to": ["haproxy"], "from": ["jump"], "network": "private"},
+        {"name": "haproxy-stats", "ports": [7000], "to": ["haproxy"], "from": ["jump", "monitoring"],
+         "network": "private"},
         {"name": "web-http", "ports": [80], "to": ["app"], "from": ["control"]},
         {"name": "legacy-postgresql", "ports": [5433], "to": ["legacy_db"], "from": ["db"]},
         # pgBackRest's TLS server: db hosts push WAL to the repository, the backup
         # host reaches each member's PostgreSQL through the member's server
         {"name": "pgbackrest", "ports": [8432], "to": ["db", "backup"], "from": ["db", "backup"]},
+        # monitoring: only the Prometheus host scrapes the exporters (monitoring.ports); the
+        # control machine reaches Prometheus (and the dashboard it serves) on the edge network
+        {"name": "node-exporter", "ports": [9100], "from": ["monitoring"],
+         "to": ["jump", "db", "haproxy", "app", "legacy_db", "backup", "monitoring"]},
+        {"name": "postgres-exporter", "ports": [9187], "to": ["db"], "from": ["monitoring"]},
+        {"name": "pgbouncer-exporter", "ports": [9127], "to": ["db"], "from": ["monitoring"]},
+        {"name": "prometheus", "ports": [9090], "to": ["monitoring"], "from": ["control"]},
     ]
 
 
@@ -723,6 +731,9 @@ class Users(Model):
     backup: User = Field(
         default_factory=lambda: User(username="halite_backup"),
         description="the backup host's read-only login on the cluster (restore points for the drill)")
+    monitor: User = Field(
+        default_factory=lambda: User(username="halite_monitor"),
+        description="the exporters' login (member of pg_monitor; PgBouncer's stats_users), db hosts only")
 
     @model_validator(mode="before")
     @classmethod
@@ -737,6 +748,14 @@ class Users(Model):
                 default = field.default_factory().model_dump()
                 out[key] = {k: v for k, v in default.items() if k != "password" and v is not None} | given
         return out
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_untrimmed(cls, v: User) -> User:
+        if v.password is not None and v.password != v.password.strip():
+            raise ValueError("its password has a space at an end; the postgres exporter trims the password "
+                             "file it reads (DATA_SOURCE_PASS_FILE), so the login would fail: remove it")
+        return v
 
     @field_validator("app")
     @classmethod
@@ -787,6 +806,9 @@ class ExporterPorts(Model):
     node_exporter: Port = Field(9100, description="prometheus-node-exporter, every host")
     postgres_exporter: Port = Field(9187, description="prometheus-postgres-exporter, db hosts")
     pgbouncer_exporter: Port = Field(9127, description="prometheus-pgbouncer-exporter, db hosts")
+    prometheus: Port = Field(9090, description="Prometheus on the monitoring host (every address)")
+    alertmanager: Port = Field(9093, description="Alertmanager on the monitoring host (loopback only)")
+    recorder: Port = Field(9095, description="halite's alert recorder on the monitoring host (loopback only)")
 
 
 class AlertThresholds(Model):
@@ -818,13 +840,25 @@ class AlertFor(Model):
     scrape: PromDuration = Field("2m", description="an exporter or service not answering Prometheus")
 
 
+def _webhook_url(v: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+        raise ValueError(f"is {v!r}; an http:// or https:// URL (Alertmanager's webhook_configs url)")
+    return v
+
+
 class Monitoring(Model):
-    """Prometheus alert rules and scrape targets (rules and promtool tests only: nothing deployed yet)."""
+    """Exporters on every host, Prometheus and Alertmanager on the host with the role
+    ``monitoring`` (nothing is laid down when no host has it)."""
 
     ports: ExporterPorts = Field(default_factory=ExporterPorts, description="exporters' ports")
     thresholds: AlertThresholds = Field(default_factory=AlertThresholds, description="alert thresholds")
     for_: AlertFor = Field(default_factory=AlertFor, alias="for", description="alert durations (Prometheus for:)")
     scrape_interval: PromDuration = Field("15s", description="Prometheus's scrape and rule evaluation interval")
+    retention: PromDuration = Field("15d", description="how long Prometheus keeps samples")
+    webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = Field(
+        None, description="where Alertmanager sends alerts (a webhook receiver: your pager, chat bridge...); "
+                          "empty: halite's recorder on the monitoring host keeps them in "
+                          "/var/lib/halite-alerts/alerts.jsonl")
 
 
 class Settings(Model):
@@ -1075,6 +1109,9 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     if len(with_role("jump")) > 1:
         p.append(("topology.hosts (role jump)", f"one jump host is supported; the topology gives "
                                                  f"{', '.join(with_role('jump'))}"))
+    if len(with_role("monitoring")) > 1:
+        p.append(("topology.hosts (role monitoring)", f"one monitoring host (Prometheus) is supported; the "
+                                                       f"topology gives {', '.join(with_role('monitoring'))}"))
     if len(with_role("backup")) > 1:
         p.append(("topology.hosts (role backup)", f"one backup host (the repository) is supported; the topology "
                                                    f"gives {', '.join(with_role('backup'))}"))
@@ -1103,8 +1140,8 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     for i, svc in enumerate(s.firewall.services):
         for field, roles in (("to", svc.to), ("from", svc.from_)):
             for role in roles:
-                # backup is optional: without a backup host its service opens nothing
-                if role not in ("control", "jump", "db", "haproxy", "backup") and not with_role(role):
+                # backup and monitoring are optional: without such a host their services open nothing
+                if role not in ("control", "jump", "db", "haproxy", "backup", "monitoring") and not with_role(role):
                     unheld.setdefault(role, []).append(f"firewall.services[{i}].{field}")
     for role, where in unheld.items():
         also = f" (also named by {', '.join(w.removeprefix('firewall.') for w in where[1:])})" if where[1:] else ""
@@ -1118,6 +1155,12 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
               ("legacy.port", s.legacy.port, "legacy_db")]
     if with_role("backup"):
         needed += [("backup.tls_port", s.backup.tls_port, "backup"), ("backup.tls_port", s.backup.tls_port, "db")]
+    if with_role("monitoring"):
+        mp = s.monitoring.ports
+        needed += [("monitoring.ports.prometheus", mp.prometheus, "monitoring"),
+                   ("monitoring.ports.postgres_exporter", mp.postgres_exporter, "db"),
+                   ("monitoring.ports.pgbouncer_exporter", mp.pgbouncer_exporter, "db"),
+                   *[("monitoring.ports.node_exporter", mp.node_exporter, role) for role in ROLES]]
     for key, port, role in needed:
         if not with_role(role):
             continue
@@ -1161,6 +1204,15 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
             listen(s.legacy.port, "legacy.port")
         if "backup" in roles or ("db" in roles and with_role("backup")):
             listen(s.backup.tls_port, "backup.tls_port")
+        if with_role("monitoring"):
+            mp = s.monitoring.ports
+            listen(mp.node_exporter, "monitoring.ports.node_exporter")
+            if "db" in roles:
+                listen(mp.postgres_exporter, "monitoring.ports.postgres_exporter")
+                listen(mp.pgbouncer_exporter, "monitoring.ports.pgbouncer_exporter")
+            if "monitoring" in roles:
+                for key in ("prometheus", "alertmanager", "recorder"):
+                    listen(getattr(mp, key), f"monitoring.ports.{key}")
         for port, what in listeners.items():
             if len(what) > 1:
                 clashes.setdefault((what[-1], f"port {port} is also {', '.join(what[:-1])}"), []).append(name)

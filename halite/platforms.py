@@ -89,6 +89,10 @@ FAMILIES = {
             "pgbackrest": ["pgbackrest"],
             "haproxy": ["haproxy"],
             "pg_client": ["postgresql-client-{v}"],
+            "node_exporter": ["prometheus-node-exporter"],
+            "postgres_exporter": ["prometheus-postgres-exporter"],
+            "pgbouncer_exporter": ["prometheus-pgbouncer-exporter"],
+            "prometheus": ["prometheus", "prometheus-alertmanager"],
         },
         "services": {
             "chrony": "chrony",
@@ -118,6 +122,11 @@ FAMILIES = {
             "pgbackrest": ["pgbackrest"],
             "haproxy": ["haproxy"],
             "pg_client": ["postgresql{v}"],
+            # EPEL's and PGDG's names (untested: no RHEL host in the lab)
+            "node_exporter": ["node_exporter"],
+            "postgres_exporter": ["postgres_exporter"],
+            "pgbouncer_exporter": ["pgbouncer_exporter"],
+            "prometheus": ["prometheus2", "alertmanager"],
         },
         "services": {
             "chrony": "chronyd",

@@ -31,6 +31,9 @@ ROLE_STATES: dict[str, list[str]] = {
     "app": ["tls", "web"],
     "legacy_db": ["legacy"],
     "backup": ["tls", "backup"],
+    # Prometheus, Alertmanager and the alert recorder; every host of a topology with a
+    # monitoring host also gets monitoring.exporters (see host_states)
+    "monitoring": ["tls", "monitoring.server"],
 }
 
 #: Which roles need which secret (dotted key in the settings). A host gets a
@@ -54,8 +57,11 @@ SECRET_ROLES: dict[str, set[str]] = {
     "users.backup.password": {"db", "backup"},
     # the repository's encryption passphrase: only where the repository is
     "backup.cipher_pass": {"backup"},
-    # HAProxy's stats page (basic auth): generated per install unless the pillar gives one
-    "haproxy.stats_password": {"haproxy"},
+    # HAProxy's stats page (basic auth): generated per install unless the pillar gives one;
+    # Prometheus scrapes HAProxy's metrics behind the same login
+    "haproxy.stats_password": {"haproxy", "monitoring"},
+    # the exporters' login on the cluster (PostgreSQL and PgBouncer): db hosts only
+    "users.monitor.password": {"db"},
 }
 
 #: Shown instead of a secret by ``halite config show``.
@@ -85,7 +91,16 @@ def host_states(topo: dict, host: str) -> list[str]:
                 continue
             if state not in states:
                 states.append(state)
+    if monitoring_host_of(topo):
+        # exporters last: PostgreSQL's and PgBouncer's need the cluster and the pooler up
+        states.append("monitoring.exporters")
     return states
+
+
+def monitoring_host_of(topo: dict) -> str | None:
+    """The host with the role monitoring (Prometheus), or None."""
+    hosts = hosts_with_role(topo, "monitoring")
+    return hosts[0] if hosts else None
 
 
 def _addresses_of(topo: dict, role: str) -> list[str]:
@@ -402,8 +417,21 @@ def archive_commands(data: dict) -> dict:
 #: its ``haproxy_backend_active_servers`` is the number of members taking writes.
 HAPROXY_WRITE_PROXY = "primary"
 
-#: Files on the Prometheus host that prometheus.yml names (secrets stay out of prometheus.yml).
-MONITORING_PATHS = {"haproxy_stats_password": "/etc/prometheus/haproxy_stats.password"}
+#: Files the monitoring states lay down (Debian's packages' own paths where they have one);
+#: secrets stay out of prometheus.yml and the exporters' command lines, in files of their own.
+MONITORING_PATHS = {
+    "haproxy_stats_password": "/etc/prometheus/haproxy_stats.password",
+    "prometheus_yml": "/etc/prometheus/prometheus.yml",
+    "rules": "/etc/prometheus/halite-alerts.yml",
+    "alertmanager_yml": "/etc/prometheus/alertmanager.yml",
+    "textfile_dir": "/var/lib/prometheus/node-exporter",
+    "recorder": "/usr/local/libexec/halite/alert-recorder",
+    "recorder_dir": "/var/lib/halite-alerts",
+    "postgres_exporter_password": "/etc/prometheus/postgres-exporter.password",
+    "pgbouncer_exporter_pgpass": "/etc/halite/pgbouncer-exporter.pgpass",
+    "pgbouncer_exporter": "/usr/local/libexec/halite/pgbouncer-exporter",
+    "backup_metrics": "/usr/local/libexec/halite/backup-metrics",
+}
 
 #: Prometheus's units for durations, in seconds.
 _PROM_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -427,7 +455,8 @@ def scrape_jobs(data: dict) -> list[dict]:
     """
     on = tls_on(data)
     tls = {"patroni": {"ca_file": TLS_PATHS["ca"]} if on["patroni_api"] else None,
-           "etcd": {"ca_file": TLS_PATHS["ca"], "cert_file": TLS_PATHS["cert"], "key_file": TLS_PATHS["key"]}
+           "etcd": {"ca_file": TLS_PATHS["ca"], "cert_file": TLS_PATHS["cert"],
+                    "key_file": TLS_PATHS["keys"]["prometheus"]}
            if on["etcd"] else None}
     topo, ports = data["topology"], data["monitoring"]["ports"]
     every = list(topo["hosts"])
@@ -452,6 +481,71 @@ def scrape_jobs(data: dict) -> list[dict]:
             job["basic_auth"] = {"username": data["haproxy"]["stats_user"],
                                  "password_file": MONITORING_PATHS["haproxy_stats_password"]}
     return out
+
+
+def exporters_view(data: dict, host: str) -> dict:
+    """What monitoring.exporters lays down on ``host``: node-exporter everywhere (on the
+    host's cluster address, where Prometheus scrapes it), PostgreSQL's and PgBouncer's
+    exporters on db hosts, with the ``users.monitor`` login (its password in a file of its
+    own: the postgres exporter reads ``DATA_SOURCE_PASS_FILE``, the PgBouncer exporter, a
+    libpq client, a ``PGPASSFILE``)."""
+    from halite import formats
+
+    topo, ports = data["topology"], data["monitoring"]["ports"]
+    addr, roles = cluster_address(topo, host), topo["hosts"][host].get("roles") or []
+    paths = MONITORING_PATHS
+    out: dict = {"node_args": f"--web.listen-address={addr}:{ports['node_exporter']} "
+                              f"--collector.textfile.directory={paths['textfile_dir']}",
+                 "backup_metrics": "backup" in roles}
+    if "db" in roles:
+        mon = data["users"]["monitor"]
+        # the loopback in clear text (pg_hba's 127.0.0.1 line), scram-sha-256
+        out["postgres_env"] = "".join([
+            "# Managed by Salt (halite monitoring.exporters)\n",
+            formats.systemd_env_line("DATA_SOURCE_URI", f"127.0.0.1:{data['postgresql']['port']}/postgres"
+                                                        "?sslmode=disable"),
+            formats.systemd_env_line("DATA_SOURCE_USER", mon["username"]),
+            formats.systemd_env_line("DATA_SOURCE_PASS_FILE", paths["postgres_exporter_password"]),
+            formats.systemd_env_line("ARGS", f"--web.listen-address={addr}:{ports['postgres_exporter']}"),
+        ])
+        out["postgres_password"] = mon["password"]
+        # PgBouncer's unix socket (no TLS there): the admin console's SHOW commands
+        out["pgbouncer_environment"] = {
+            "HOST": addr, "PORT": str(ports["pgbouncer_exporter"]), "PGBOUNCER_PORT": str(data["pgbouncer"]["port"]),
+            "PGBOUNCER_USER": mon["username"], "PGPASSFILE": paths["pgbouncer_exporter_pgpass"]}
+        out["pgbouncer_pgpass"] = formats.pgpass_line("*", data["pgbouncer"]["port"], "pgbouncer",
+                                                      mon["username"], mon["password"])
+    return out
+
+
+def alertmanager_view(data: dict) -> dict:
+    """Alertmanager's one receiver: ``monitoring.webhook_url``, or halite's recorder on the
+    monitoring host's loopback (it keeps every notification, one JSON line each)."""
+    ports = data["monitoring"]["ports"]
+    url = data["monitoring"]["webhook_url"]
+    return {"webhook_url": url or f"http://127.0.0.1:{ports['recorder']}/alerts",
+            "recorder": url is None,
+            "listen": f"127.0.0.1:{ports['alertmanager']}",
+            "recorder_listen": ["127.0.0.1", ports["recorder"]]}
+
+
+def monitoring_server_view(data: dict, host: str) -> dict:
+    """What monitoring.server lays down on the monitoring host: Prometheus (listening on
+    every address: the control machine reads it on the edge network, the firewall admits
+    no one else), Alertmanager on the loopback, the rules, the retention."""
+    ports = data["monitoring"]["ports"]
+    return {
+        "prometheus_args": (f"--config.file={MONITORING_PATHS['prometheus_yml']} "
+                            f"--web.listen-address=0.0.0.0:{ports['prometheus']} "
+                            f"--storage.tsdb.retention.time={data['monitoring']['retention']}"),
+        # no cluster of Alertmanagers: one host, no gossip port
+        "alertmanager_args": (f"--config.file={MONITORING_PATHS['alertmanager_yml']} "
+                              f"--web.listen-address=127.0.0.1:{ports['alertmanager']} "
+                              "--cluster.listen-address="),
+        "alertmanager": alertmanager_view(data),
+        "prometheus_url": f"http://127.0.0.1:{ports['prometheus']}",
+        "rules": monitoring(data),
+    }
 
 
 def monitoring(data: dict) -> dict:
@@ -494,6 +588,7 @@ def monitoring(data: dict) -> dict:
             "archive_window": mon["for"]["archive"],
         },
         "jobs": scrape_jobs(data),
+        "alertmanager": f"127.0.0.1:{data['monitoring']['ports']['alertmanager']}",
     }
 
 
@@ -521,13 +616,24 @@ def _set(data: dict, dotted: str, value) -> None:
 
 #: Secrets that exist only with a backup host in the topology.
 BACKUP_SECRETS = ("users.backup.password", "backup.cipher_pass")
+#: Secrets that exist only with a monitoring host in the topology.
+MONITORING_SECRETS = ("users.monitor.password",)
+
+
+def optional_secrets(data: dict) -> set[str]:
+    """The secrets ``data``'s topology has no use for (no backup host, no monitoring host)."""
+    out = set() if backup_host(data) else set(BACKUP_SECRETS)
+    if not monitoring_host_of(data["topology"]):
+        out |= set(MONITORING_SECRETS)
+    return out
 
 
 def secrets_for(roles: list[str], data: dict | None = None) -> list[str]:
     """The secrets (dotted keys) a host with these roles receives (in ``data``'s topology)."""
     keys = [key for key, need in SECRET_ROLES.items() if need & set(roles)]
-    if data is not None and not backup_host(data):
-        keys = [k for k in keys if k not in BACKUP_SECRETS]
+    if data is not None:
+        unused = optional_secrets(data)
+        keys = [k for k in keys if k not in unused]
     return keys
 
 
@@ -631,6 +737,13 @@ def host_view(data: dict, host: str) -> dict:
         view["haproxy_checks"] = haproxy_checks(data)
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
+    if monitoring_host_of(topo):
+        view["exporters"] = exporters_view(data, host)
+        if "db" in roles:
+            view["pgbouncer_stats_users"] = [data["users"]["pgbouncer_auth"]["username"],
+                                             data["users"]["monitor"]["username"]]
+    if "monitoring" in roles:
+        view["monitoring"] = monitoring_server_view(data, host)
     return view
 
 
@@ -642,11 +755,12 @@ TLS_PATHS = {
     "ca": "/etc/halite/tls/ca.crt",
     "cert": "/etc/halite/tls/host.crt",
     "key": "/etc/halite/tls/host.key",
-    "keys": {"postgres": "/etc/halite/tls/postgres.key", "etcd": "/etc/halite/tls/etcd.key"},
+    "keys": {"postgres": "/etc/halite/tls/postgres.key", "etcd": "/etc/halite/tls/etcd.key",
+             "prometheus": "/etc/halite/tls/prometheus.key"},
 }
 
 #: The roles whose hosts hold a certificate from halite's CA (servers and clients of TLS links).
-TLS_ROLES = ("db", "haproxy", "app", "backup")
+TLS_ROLES = ("db", "haproxy", "app", "backup", "monitoring")
 
 #: The links halite can encrypt (model ``tls.unsafe_plaintext`` names them).
 TLS_LINKS = ("etcd", "patroni_api", "postgresql", "pgbouncer", "site")
@@ -766,7 +880,7 @@ def tls_material(data: dict, host: str) -> dict:
 #: reader escapes it (halite.formats); pgBackRest's passphrase stays plain (no quoting there).
 GENERATED_SECRETS: dict[str, tuple[int, bool, bool, bool]] = {
     **{f"users.{u}.password": (32, True, False, False) for u in
-       ("superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move", "backup")},
+       ("superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move", "backup", "monitor")},
     # Patroni's own client encodes Basic authentication as latin-1
     "patroni.restapi.password": (32, True, True, False),
     # site.env and the site keep it exactly, spaces included
@@ -920,7 +1034,10 @@ def haproxy_stats(data: dict, host: str) -> dict:
 
     h = data["haproxy"]
     return {"bind": f"{cluster_address(data['topology'], host)}:{h['stats_port']}",
-            "auth": formats.haproxy_word(f"{h['stats_user']}:{h['stats_password']}")}
+            "auth": formats.haproxy_word(f"{h['stats_user']}:{h['stats_password']}"),
+            # the same login for HAProxy's Prometheus endpoint (/metrics), through a userlist
+            "userlist_user": (f"user {formats.haproxy_word(h['stats_user'])} "
+                              f"insecure-password {formats.haproxy_word(h['stats_password'])}")}
 
 
 def control_client_cert(data: dict) -> tuple:
@@ -948,7 +1065,7 @@ def with_generated(data: dict, roles: list[str] | None = None) -> dict:
     style ``secrets.style``) and kept in its state folder; nothing generated is in git.
     """
     need = secrets_for(roles, data) if roles is not None else [
-        k for k in SECRET_ROLES if backup_host(data) or k not in BACKUP_SECRETS]
+        k for k in SECRET_ROLES if k not in optional_secrets(data)]
     if data["backup"]["cipher_type"] == "none":
         need = [k for k in need if k != "backup.cipher_pass"]
     missing = [k for k in need if _get_or_none(data, k) is None]
@@ -981,6 +1098,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
     out["addresses"] = {h: cluster_address(topo, h) for h in topo["hosts"]}
     out["pgbackrest_paths"] = dict(PGBACKREST_PATHS)
     out["tls_paths"] = copy.deepcopy(TLS_PATHS)
+    out["monitoring_paths"] = dict(MONITORING_PATHS)
     out["tls_on"] = tls_on(data)
     out["tls_clients"] = tls_clients(data)
     out["service_name"] = service_name(data)

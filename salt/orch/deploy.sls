@@ -4,6 +4,7 @@
 {%- set db = roles.db|join(',') %}
 {%- set proxies = roles.haproxy|join(',') %}
 {%- set backup = roles.get('backup') or [] %}
+{%- set monitoring = roles.get('monitoring') or [] %}
 
 deploy-base:
   salt.state:
@@ -95,6 +96,31 @@ deploy-site-web:
       - salt: deploy-site-legacy
       - salt: deploy-haproxy
 
+{%- if monitoring %}
+# The exporters once what they watch runs (every host), then Prometheus and Alertmanager,
+# and the gate: Prometheus scrapes every target.
+deploy-exporters:
+  salt.state:
+    - tgt: '*'
+    - ssh: True
+    - sls: monitoring.exporters
+    - require:
+      - salt: deploy-haproxy
+      - salt: deploy-site-web
+{%- if backup %}
+      - salt: deploy-backup
+{%- endif %}
+
+deploy-monitoring:
+  salt.state:
+    - tgt: {{ monitoring|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [monitoring.server, monitoring.healthy]
+    - require:
+      - salt: deploy-exporters
+
+{% endif %}
 # salt-ssh leaves its thin directory on every host, the last state run's pillar (secrets
 # included) in its state tarball: remove it, whatever happened above (the next run sends
 # salt-ssh again).

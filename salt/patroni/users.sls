@@ -97,3 +97,20 @@ patroni-restore-points-table:
       - postgres_user: patroni-role-backup
       - postgres_database: patroni-database-app
 {%- endif %}
+
+{%- if hl.roles.get('monitoring') %}
+{#- The exporters' login (monitoring.exporters): PostgreSQL's statistics through pg_monitor,
+    nothing else; PgBouncer lists it in stats_users. #}
+patroni-role-monitor:
+  postgres_user.present:
+    - name: {{ u.monitor.username }}
+    - password: {{ u.monitor.password|json }}
+    - encrypted: scram-sha-256
+    - login: True
+    - groups: pg_monitor
+    - user: postgres
+    - onlyif:
+      - fun: patroni.is_leader
+    - require:
+      - patroni_cluster: patroni-cluster-healthy
+{%- endif %}

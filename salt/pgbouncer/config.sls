@@ -19,6 +19,7 @@ pgbouncer-config-file:
         pgb: {{ hl.pgbouncer|json }}
         pg_port: {{ hl.postgresql.port }}
         auth_user: {{ auth.username }}
+        stats_users: {{ hl.host.get('pgbouncer_stats_users', [auth.username])|json }}
         address: {{ hl.host.address }}
         tls: {{ hl.host.pgbouncer_tls|json }}
     - require:

@@ -198,7 +198,7 @@ def test_nftables_rules_print_the_access_table_with_destination_addresses(tmp, h
     lines = [line.strip() for line in dest.read_text().splitlines() if "accept comment" in line]
     assert len(lines) == len(context["rules"])
     if host == "app-01":
-        assert ('tcp dport { 7000 } ip saddr { 10.77.0.10, 10.77.1.10 } ip daddr { 10.77.1.20 } '
+        assert ('tcp dport { 7000 } ip saddr { 10.77.0.10, 10.77.0.40, 10.77.1.10, 10.77.1.40 } ip daddr { 10.77.1.20 } '
                 'accept comment "haproxy-stats"') in lines
         assert 'tcp dport { 80, 443 } ip saddr { 10.77.0.1 } accept comment "web-http"' in lines
     else:

@@ -279,7 +279,7 @@ def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promto
     # (salt/tls), stand in for them in a folder of the test's
     tls = tmp / "tls"
     tls.mkdir(exist_ok=True)
-    for name in ("ca.crt", "host.crt", "host.key"):
+    for name in ("ca.crt", "host.crt", "host.key", "prometheus.key"):
         (tls / name).write_text("")
     path = tmp / "prometheus.yml"
     path.write_text(text.replace(view.TLS_PATHS["dir"] + "/", f"{tls}/"))
@@ -289,7 +289,8 @@ def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promto
     # Patroni's API and etcd over https, checked against halite's CA; etcd asks for a client certificate
     assert jobs["patroni"]["scheme"] == "https" and jobs["patroni"]["tls_config"] == {"ca_file": view.TLS_PATHS["ca"]}
     assert jobs["etcd"]["scheme"] == "https" and jobs["etcd"]["tls_config"] == {
-        "ca_file": view.TLS_PATHS["ca"], "cert_file": view.TLS_PATHS["cert"], "key_file": view.TLS_PATHS["key"]}
+        "ca_file": view.TLS_PATHS["ca"], "cert_file": view.TLS_PATHS["cert"],
+        "key_file": view.TLS_PATHS["keys"]["prometheus"]}  # Prometheus's own copy (salt/monitoring/server.sls)
     assert jobs["node"]["scheme"] == "http" and "tls_config" not in jobs["node"]
     assert set(jobs) == {"node", "postgres", "pgbouncer", "patroni", "etcd", "haproxy"}
 
@@ -298,7 +299,7 @@ def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promto
 
     assert targets("node") == {"jump-01": "10.77.1.10:9100", "db-01": "10.77.1.11:9100", "db-02": "10.77.1.12:9100",
                                "db-03": "10.77.1.13:9100", "app-01": "10.77.1.20:9100",
-                               "backup-01": "10.77.1.30:9100"}
+                               "backup-01": "10.77.1.30:9100", "mon-01": "10.77.1.40:9100"}
     assert targets("patroni") == {f"db-0{i}": f"10.77.1.1{i}:8008" for i in (1, 2, 3)}
     assert targets("etcd") == {f"db-0{i}": f"10.77.1.1{i}:2379" for i in (1, 2, 3)}
     assert targets("postgres") == {f"db-0{i}": f"10.77.1.1{i}:9187" for i in (1, 2, 3)}

@@ -27,12 +27,14 @@ HOSTS = list(config.load()["topology"]["hosts"])
 HARD = "'\"\\ $HOME ${PATH} $(id) `id` : # ; % {{ grains.id }} {% raw %} pässwörd–☃ 😀 "
 USERS = ["superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move"]
 SECRETS = {
-    "users": {u: {"password": f" {u}:{HARD}{i}\\ "} for i, u in enumerate(USERS)},
+    "users": {**{u: {"password": f" {u}:{HARD}{i}\\ "} for i, u in enumerate(USERS)},
+              # no space at either end (the model refuses one: the postgres exporter trims its password file)
+              "monitor": {"password": f"monitor:{HARD.strip()}x"}},
     # Patroni's REST API password is printable ASCII (the model refuses more: Patroni's client encodes latin-1)
     "patroni": {"restapi": {"password": "api " + "".join(c for c in HARD if c.isascii())}},
     "web": {"secret_key": f" key#{HARD}"},
 }
-PASSWORDS = {u: SECRETS["users"][u]["password"] for u in USERS}
+PASSWORDS = {u: SECRETS["users"][u]["password"] for u in [*USERS, "monitor"]}
 API_PASSWORD = SECRETS["patroni"]["restapi"]["password"]
 SECRET_KEY = SECRETS["web"]["secret_key"]
 ALL = [*PASSWORDS.values(), API_PASSWORD, SECRET_KEY]
@@ -117,8 +119,10 @@ def test_patroni_yml_holds_the_exact_passwords(tmp, settings, highstates, host):
 def test_pgbouncer_userlist_holds_the_exact_password(highstates, host):
     text = arg(highstates[host], "pgbouncer-auth-file", "contents")
     # PgBouncer's rule (checked against PgBouncer itself in tests/unit/test_formats.py): "" is one "
-    m = re.fullmatch(r'"((?:[^"]|"")*)" "((?:[^"]|"")*)"\n', text)
-    assert m and [g.replace('""', '"') for g in m.groups()] == ["pgbouncer_auth", PASSWORDS["pgbouncer_auth"]]
+    # the auth_query user, then the exporters' login (a stats user: the lab has a monitoring host)
+    m = re.fullmatch(r'"((?:[^"]|"")*)" "((?:[^"]|"")*)"\n"((?:[^"]|"")*)" "((?:[^"]|"")*)"\n', text)
+    assert m and [g.replace('""', '"') for g in m.groups()] == ["pgbouncer_auth", PASSWORDS["pgbouncer_auth"],
+                                                                 "halite_monitor", PASSWORDS["monitor"]]
     ini = arg(highstates[host], "pgbouncer-config-file", "context")
     assert not any(p in json.dumps(ini, ensure_ascii=False) for p in ALL)
 

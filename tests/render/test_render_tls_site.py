@@ -267,10 +267,15 @@ def test_haproxy_stats_on_the_cluster_address_with_a_login(tmp):
     hl = arg(states, "haproxy-config-file", "context")["hl"]
     password = hl["haproxy"]["stats_password"]
     assert password and len(password) >= 16  # generated per install (halite.generated)
-    assert hl["host"]["haproxy_stats"] == {"bind": "10.77.1.20:7000", "auth": f"'halite:{password}'"}
+    assert hl["host"]["haproxy_stats"] == {"bind": "10.77.1.20:7000", "auth": f"'halite:{password}'",
+                                           "userlist_user": f"user 'halite' insecure-password '{password}'"}
     text = template(tmp, "haproxy/files/haproxy.cfg.jinja", hl=hl)
     lines = stats_section(text)
     assert "bind 10.77.1.20:7000" in lines and f"stats auth 'halite:{password}'" in lines
+    # HAProxy's Prometheus endpoint behind the same login (a userlist of that one user)
+    assert lines.index("http-request auth realm halite if { path /metrics } !{ http_auth(halite_stats) }") < \
+        lines.index("http-request use-service prometheus-exporter if { path /metrics }")
+    assert f"user 'halite' insecure-password '{password}'" in text.split("\nuserlist halite_stats\n", 1)[1]
     assert not [line for line in lines if line.startswith("bind *")]
     # a password of the pillar's own, any printable character: quoted for HAProxy
     data = settings({"haproxy": {"stats_password": "it's #1 ${X}"}})

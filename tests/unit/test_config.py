@@ -112,12 +112,16 @@ def test_firewall_rules_follow_the_topology(good):
     assert db["ssh"]["sources"] == ["10.77.0.10", "10.77.1.10"]
     assert app["ssh"]["sources"] == ["10.77.0.10", "10.77.1.10"]
     assert jump["ssh"]["sources"] == ["10.77.0.1"]
-    assert set(jump) == {"ssh"}
+    # the jump host: SSH, and node-exporter for the monitoring host alone
+    assert set(jump) == {"ssh", "node-exporter"}
+    assert jump["node-exporter"]["sources"] == ["10.77.0.40", "10.77.1.40"]
+    assert db["postgres-exporter"]["sources"] == db["pgbouncer-exporter"]["sources"] == ["10.77.0.40", "10.77.1.40"]
     # etcd only from db hosts; HAProxy ports only on the haproxy host
     assert db["etcd-peer"]["sources"] == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
     assert "haproxy" not in db and app["haproxy"]["ports"] == [5000, 5001]
-    # the stats page: from the jump host, to the private address only
-    assert app["haproxy-stats"] == {"name": "haproxy-stats", "ports": [7000], "sources": ["10.77.0.10", "10.77.1.10"],
+    # the stats page (and HAProxy's /metrics): from the jump and monitoring hosts, to the private address only
+    assert app["haproxy-stats"] == {"name": "haproxy-stats", "ports": [7000],
+                                    "sources": ["10.77.0.10", "10.77.0.40", "10.77.1.10", "10.77.1.40"],
                                     "addresses": ["10.77.1.20"]}
     assert "10.77.0.1" in app["haproxy"]["sources"]
 
@@ -125,7 +129,8 @@ def test_firewall_rules_follow_the_topology(good):
 def test_pillar_gives_each_host_its_view(good):
     pillar = config.pillar_for("db-02", load(*good))["halite"]
     assert pillar["host"]["address"] == "10.77.1.12"
-    assert pillar["host"]["states"] == ["tls", "etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer"]
+    assert pillar["host"]["states"] == ["tls", "etcd", "postgresql", "pgbackrest", "patroni", "pgbouncer",
+                                        "monitoring.exporters"]
     assert pillar["roles"]["haproxy"] == ["app-01"]
     assert "host" not in config.pillar_for("control", load(*good))["halite"]
 

@@ -289,8 +289,10 @@ def test_every_hosts_dsns_carry_the_exact_passwords():
             assert "password" not in conninfo_to_dict(dsn["move_target"])
     assert seen == {"legacy", "cluster_write", "cluster_read", "patroni_urls", "move_source", "move_target"}
     view = config.pillar_for("db-01", data)["halite"]["host"]
-    assert parse_userlist(view["pgbouncer_userlist"]) == [(users["pgbouncer_auth"]["username"],
-                                                           users["pgbouncer_auth"]["password"])]
+    # the auth_query user, and the exporters' login (a stats user: the topology has a monitoring host)
+    assert parse_userlist(view["pgbouncer_userlist"]) == [
+        (users["pgbouncer_auth"]["username"], users["pgbouncer_auth"]["password"]),
+        (users["monitor"]["username"], users["monitor"]["password"])]
 
 
 def with_plaintext(data: dict, *links: str) -> dict:

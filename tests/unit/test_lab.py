@@ -6,12 +6,13 @@ import pytest
 
 from halite import config, lab
 
-#: What the bookworm mirror's marker held before releases: unchanged, so a
-#: running lab's cached mirror is reused, not rebuilt.
+#: What the bookworm mirror's marker holds (the packages of monitoring added to what it held
+#: before releases): a lab's cached mirror is reused while it is unchanged.
 BOOKWORM_MARKER = json.dumps([
     ["chrony", "nftables", "postgresql-15", "postgresql-client-15", "etcd-server", "etcd-client",
      "haproxy", "pgbouncer", "python3-venv", "python3-pip", "libpq5", "curl", "rsync", "sudo",
-     "nginx", "openssl", "pgbackrest"],
+     "nginx", "openssl", "pgbackrest", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
+     "prometheus-postgres-exporter", "prometheus-pgbouncer-exporter"],
     ["patroni[etcd3]==4.1.*", "psycopg[binary]>=3.2,<3.4", "psycopg-pool>=3.2,<3.4",
      "flask>=3.1,<3.2", "gunicorn>=23,<24"],
 ])

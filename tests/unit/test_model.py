@@ -74,7 +74,7 @@ def hosts(d) -> dict:
     return d["topology"]["hosts"]
 
 
-ALLOWED_ROLES = "'jump', 'db', 'haproxy', 'app', 'legacy_db' or 'backup'"
+ALLOWED_ROLES = "'jump', 'db', 'haproxy', 'app', 'legacy_db', 'backup' or 'monitoring'"
 DNS_LABEL = "a host name is a DNS label"
 PG_NAME = "a PostgreSQL name here is lower-case letters, digits and '_'"
 NAME = "a name is letters, digits, '_', '.' and '-'"
@@ -132,7 +132,7 @@ CASES = [
     ("whole-file-a-list", lambda d: [d], "(top level)", ["is a list", "expected a mapping of settings"]),
     ("whole-file-empty", lambda d: None, "(top level)", ["is empty", "expected a mapping of settings"]),
     ("networks-a-list", put("topology.networks", []), "topology.networks", ["is a list", "expected a mapping"]),
-    ("service-a-number", services(5), "firewall.services[10]", ["is 5", "expected a mapping"]),
+    ("service-a-number", services(5), f"firewall.services[{len(model._default_services())}]", ["is 5", "expected a mapping"]),
     ("services-a-mapping", put("firewall.services", {"ssh": [22]}), "firewall.services",
      ["is a mapping", "expected a list"]),
     ("sysctl-role-a-number", put("sysctl", {"db": 5}), "sysctl.db", ["is 5", "expected a mapping"]),
@@ -172,7 +172,7 @@ CASES = [
     ("unknown-role", put("topology.hosts.db-01.roles", ["database"]), "topology.hosts.db-01.roles[0]",
      ["'database'", ALLOWED_ROLES]),
     ("unknown-source-role", services(first={"from": ["web"]}), "firewall.services[0].from[0]",
-     ["'web'", "'backup' or 'control'"]),
+     ["'web'", "'monitoring' or 'control'"]),
     ("unknown-sysctl-role", put("sysctl", {"dbx": {"vm.swappiness": 1}}), "sysctl", ["'dbx'", ALLOWED_ROLES]),
     ("unknown-database-target", put("web.database_target", "new"), "web.database_target",
      ["'new'", "'legacy' or 'cluster'"]),
@@ -194,13 +194,13 @@ CASES = [
     ("unknown-key-in-dcs-postgresql", put("patroni.dcs.postgresql.parameters", {}),
      "patroni.dcs.postgresql.parameters", ["unknown key", "known keys: use_pg_rewind, use_slots"]),
     ("unknown-firewall-network", services({"name": "x", "ports": [1], "to": ["db"], "from": ["db"], "network": "dmz"}),
-     "firewall.services[10].network", ["unknown network 'dmz'", "edge, private"]),
+     f"firewall.services[{len(model._default_services())}].network", ["unknown network 'dmz'", "edge, private"]),
     ("missing-host-roles", drop("topology.hosts.db-01.roles"), "topology.hosts.db-01.roles", ["is missing"]),
     ("misspelt-required-section", do(lambda d: d.__setitem__("user", d.pop("users"))), "user",
      ["unknown key", "did you mean 'users'?"]),
     ("misspelt-required-key-in-host",
      do(lambda d: hosts(d)["db-01"].__setitem__("role", hosts(d)["db-01"].pop("roles"))), "topology.hosts.db-01.role", ["unknown key", "did you mean 'roles'?"]),
-    ("missing-key-in-service", services({"ports": [9], "to": ["db"], "from": ["db"]}), "firewall.services[10].name",
+    ("missing-key-in-service", services({"ports": [9], "to": ["db"], "from": ["db"]}), f"firewall.services[{len(model._default_services())}].name",
      ["is missing"]),
     # --- names
     ("host-name-injection", do(lambda d: hosts(d).__setitem__("db-04;reboot", hosts(d).pop("db-03"))),
@@ -389,7 +389,7 @@ def test_the_case_table_has_distinct_ids_and_at_least_45_cases():
 
 def test_the_shipped_description_passes():
     settings = model.validate(base())
-    assert sorted(settings.topology.hosts) == ["app-01", "backup-01", "db-01", "db-02", "db-03", "jump-01"]
+    assert sorted(settings.topology.hosts) == ["app-01", "backup-01", "db-01", "db-02", "db-03", "jump-01", "mon-01"]
     data = model.dump(settings)
     assert data["patroni"]["dcs"]["ttl"] == 20  # the halite profile, merged under dcs
     model.validate({**data, "topology": data["topology"]})  # what dump gives is valid input again

@@ -67,12 +67,17 @@ def generated_seen(pillar: dict) -> set[str]:
         seen.add("backup.cipher_pass")
     if halite.get("haproxy", {}).get("stats_password"):
         seen.add("haproxy.stats_password")
+    if (halite.get("users", {}).get("monitor") or {}).get("password"):
+        seen.add("users.monitor.password")
     return seen
 
 
 @pytest.mark.parametrize("raw, expected", [
-    (LAB, {"jump-01": set(), "db-01": DB | {"users.backup.password"}, "db-02": DB | {"users.backup.password"},
-           "db-03": DB | {"users.backup.password"}, "control": set(),
+    (LAB, {"jump-01": set(), "db-01": DB | {"users.backup.password", "users.monitor.password"},
+           "db-02": DB | {"users.backup.password", "users.monitor.password"},
+           "db-03": DB | {"users.backup.password", "users.monitor.password"}, "control": set(),
+           # the monitoring host: HAProxy's stats login (its /metrics), nothing else
+           "mon-01": {"haproxy.stats_password"},
            # app-01 runs the site, HAProxy (its stats page's login) and the old server
            "app-01": {"users.app.password", "users.legacy_move.password", "web.secret_key",
                       "haproxy.stats_password"},
@@ -354,7 +359,7 @@ def test_scrape_jobs_speak_tls_to_patroni_and_etcd(data):
     assert jobs["patroni"]["tls_config"] == {"ca_file": "/etc/halite/tls/ca.crt"}
     assert jobs["etcd"]["scheme"] == "https"
     assert jobs["etcd"]["tls_config"] == {"ca_file": "/etc/halite/tls/ca.crt", "cert_file": "/etc/halite/tls/host.crt",
-                                          "key_file": "/etc/halite/tls/host.key"}
+                                          "key_file": "/etc/halite/tls/prometheus.key"}
     assert all(jobs[n]["scheme"] == "http" and jobs[n]["tls_config"] is None
                for n in ("node", "postgres", "pgbouncer", "haproxy"))
     off = {j["name"]: j for j in view.scrape_jobs(plaintext(data, "etcd", "patroni_api"))}

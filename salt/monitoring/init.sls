@@ -1,0 +1,4 @@
+# Monitoring on the monitoring host (Prometheus, Alertmanager); the exporters are
+# monitoring.exporters, applied to every host (halite:host:states).
+include:
+  - monitoring.server
