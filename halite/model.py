@@ -837,6 +837,7 @@ class AlertFor(Model):
     archive: PromDuration = Field("5m", description="WAL archiving failing (also the window failures are counted in)")
     backup: PromDuration = Field("10m", description="last backup too old")
     clock: PromDuration = Field("5m", description="clock offset")
+    certificate: PromDuration = Field("15m", description="a certificate of halite's CA close to its end")
     scrape: PromDuration = Field("2m", description="an exporter or service not answering Prometheus")
 
 

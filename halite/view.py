@@ -431,6 +431,7 @@ MONITORING_PATHS = {
     "pgbouncer_exporter_pgpass": "/etc/halite/pgbouncer-exporter.pgpass",
     "pgbouncer_exporter": "/usr/local/libexec/halite/pgbouncer-exporter",
     "backup_metrics": "/usr/local/libexec/halite/backup-metrics",
+    "cert_metrics": "/usr/local/libexec/halite/cert-metrics",
 }
 
 #: Prometheus's units for durations, in seconds.
@@ -496,7 +497,9 @@ def exporters_view(data: dict, host: str) -> dict:
     paths = MONITORING_PATHS
     out: dict = {"node_args": f"--web.listen-address={addr}:{ports['node_exporter']} "
                               f"--collector.textfile.directory={paths['textfile_dir']}",
-                 "backup_metrics": "backup" in roles}
+                 "backup_metrics": "backup" in roles,
+                 # the host's certificates of halite's CA (salt/tls): their end, for the expiry rule
+                 "cert_files": [TLS_PATHS["cert"], TLS_PATHS["ca"]] if set(TLS_ROLES) & set(roles) else []}
     if "db" in roles:
         mon = data["users"]["monitor"]
         # the loopback in clear text (pg_hba's 127.0.0.1 line), scram-sha-256
@@ -527,6 +530,20 @@ def alertmanager_view(data: dict) -> dict:
             "recorder": url is None,
             "listen": f"127.0.0.1:{ports['alertmanager']}",
             "recorder_listen": ["127.0.0.1", ports["recorder"]]}
+
+
+def prometheus_url(data: dict) -> str | None:
+    """Prometheus as the control machine reaches it: the monitoring host's address on a
+    network the control machine is on (the edge in the lab), or None without a monitoring
+    host."""
+    topo = data["topology"]
+    host = monitoring_host_of(topo)
+    if host is None:
+        return None
+    addrs = topo["hosts"][host]["addresses"]
+    shared = [addrs[n] for n, spec in topo["networks"].items() if spec.get("control_address") and n in addrs]
+    addr = shared[0] if shared else cluster_address(topo, host)
+    return f"http://{addr}:{data['monitoring']['ports']['prometheus']}"
 
 
 def monitoring_server_view(data: dict, host: str) -> dict:
@@ -586,6 +603,9 @@ def monitoring(data: dict) -> dict:
             "backup_max_age": th["backup_max_age"],
             "backup_max_age_seconds": prom_seconds(th["backup_max_age"]),
             "archive_window": mon["for"]["archive"],
+            # a certificate inside the window in which the next apply would renew it: no apply came
+            "certificate_days": data["tls"]["renew_before_days"],
+            "certificate_seconds": data["tls"]["renew_before_days"] * 86400,
         },
         "jobs": scrape_jobs(data),
         "alertmanager": f"127.0.0.1:{data['monitoring']['ports']['alertmanager']}",

@@ -5,6 +5,11 @@
 # monitoring host in): Debian's node-exporter on every host; PostgreSQL's and PgBouncer's
 # on db hosts, with the users.monitor login; on the backup host, the last backup's time
 # for node-exporter's textfile collector. Patroni, etcd and HAProxy serve their own /metrics.
+{%- if ex.cert_files %}
+include:
+  - tls  # the certificates whose end is exported (a renewal re-reads them)
+{%- endif %}
+
 monitoring-node-exporter-pkg:
   pkg.installed:
     - pkgs: {{ hl.pkgs.node_exporter|json }}
@@ -38,6 +43,69 @@ monitoring-node-exporter-service:
       - file: monitoring-node-exporter-args
     - require:
       - file: monitoring-node-exporter-textfile-dir
+
+{%- if ex.cert_files %}
+
+# the end of this host's certificates of halite's CA, every hour (rule CertificateExpiresSoon)
+monitoring-cert-metrics-script:
+  file.managed:
+    - name: {{ p.cert_metrics }}
+    - source: salt://monitoring/files/cert-metrics.py
+    - makedirs: True
+    - mode: "0755"
+
+monitoring-cert-metrics-service:
+  file.managed:
+    - name: /etc/systemd/system/halite-cert-metrics.service
+    - contents: |
+        # Managed by Salt (halite monitoring.exporters)
+        [Unit]
+        Description=halite: the end of this host's certificates, for node-exporter
+        [Service]
+        Type=oneshot
+        ExecStart={{ p.cert_metrics }} {{ p.textfile_dir }}/halite_tls.prom {{ ex.cert_files|join(' ') }}
+    - mode: "0644"
+
+monitoring-cert-metrics-timer:
+  file.managed:
+    - name: /etc/systemd/system/halite-cert-metrics.timer
+    - contents: |
+        # Managed by Salt (halite monitoring.exporters)
+        [Unit]
+        Description=halite: the end of this host's certificates, every hour
+        [Timer]
+        OnCalendar=hourly
+        [Install]
+        WantedBy=timers.target
+    - mode: "0644"
+
+monitoring-cert-metrics-reload:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: monitoring-cert-metrics-service
+      - file: monitoring-cert-metrics-timer
+
+monitoring-cert-metrics-active:
+  service.running:
+    - name: halite-cert-metrics.timer
+    - enable: True
+    - require:
+      - module: monitoring-cert-metrics-reload
+      - file: monitoring-node-exporter-textfile-dir
+
+# again whenever a certificate changes (salt/tls renews it)
+monitoring-cert-metrics-now:
+  cmd.run:
+    - name: systemctl start halite-cert-metrics.service
+    - onchanges:
+      - file: monitoring-cert-metrics-script
+      - file: monitoring-cert-metrics-service
+      - file: halite-tls-cert
+      - file: halite-tls-ca
+    - require:
+      - service: monitoring-cert-metrics-active
+{%- endif %}
 
 {%- if ex.backup_metrics %}
 

@@ -97,6 +97,7 @@ def cases(mon: dict) -> dict[str, dict]:
     node_app = target("node", "app-01", 9100, ",app,haproxy,legacy_db,")
     hap = {**target("haproxy", "app-01", 7000, ",app,haproxy,legacy_db,"), "proxy": mon["write_proxy"]}
     pg = target("postgres", "db-01", 9187)
+    cert = {**target("node", "db-01", 9100), "path": "/etc/halite/tls/host.crt"}
     lag = t["replica_lag_bytes"]
     out = {
         # db-01 and db-02 replicas, db-03 neither: no leader; then db-01 leads
@@ -148,6 +149,10 @@ def cases(mon: dict) -> dict[str, dict]:
         "ClockOffset": {"input": [series("node_timex_offset_seconds", node_app, -5 * t["clock_offset_seconds"], 0)],
                         "labels": node_app, "value": 5 * t["clock_offset_seconds"]},
         "ScrapeTargetDown": {"input": [series("up", pg, 0, 1)], "labels": pg, "value": 0},
+        "PostgresDown": {"input": [series("pg_up", pg, 0, 1)], "labels": pg, "value": 0},
+        # the host's certificate ends a day after the fire case's time, then (renewed) far later
+        "CertificateExpiresSoon": {"input": [series("halite_tls_cert_expiry_timestamp_seconds", cert, 1200 + 86400,
+                                                    10**10)], "labels": cert, "value": None},
         # one more failure a minute for 20 minutes, then none
         "WalArchiveFailing": {"input": [{"series": series("pg_stat_archiver_failed_count", pg, 0, 0)["series"],
                                          "values": "0+1x20 20x20"}],

@@ -1,0 +1,150 @@
+"""Monitoring in the lab, right after the deploy and before any fault: Prometheus on the
+monitoring host scrapes every exporter of the topology, the metrics tell the cluster as it
+is, no alert was even pending since Prometheus started, and a stopped replica fires its
+alerts, reaches the alert recorder through Alertmanager, and resolves once it is back.
+
+Prometheus is read the way an operator reads it: its HTTP API on the monitoring host's
+edge address (halite.view.prometheus_url), from the control machine."""
+import json
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from halite import config, view
+from labkit import BIN, healthy_cluster, patroni_members, run, wait_for
+
+DATA = config.load()
+TOPO = DATA["topology"]
+MON = view.monitoring_host_of(TOPO)
+PROM = view.prometheus_url(DATA)
+DB_HOSTS = config.hosts_with_role(TOPO, "db")
+RECORDER_LOG = view.MONITORING_PATHS["recorder_dir"] + "/alerts.jsonl"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def api(path: str, **params):
+    """One GET of Prometheus's HTTP API; its ``data``."""
+    url = f"{PROM}/api/v1/{path}" + (("?" + urllib.parse.urlencode(params)) if params else "")
+    with _DIRECT.open(url, timeout=15) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(expr: str) -> list[dict]:
+    return [{"labels": r["metric"], "value": float(r["value"][1])} for r in api("query", query=expr)["result"]]
+
+
+def by_host(expr: str) -> dict[str, float]:
+    return {r["labels"]["host"]: r["value"] for r in query(expr)}
+
+
+def firing(name: str, host: str) -> bool:
+    return any(a["labels"].get("alertname") == name and a["labels"].get("host") == host and a["state"] == "firing"
+               for a in api("alerts")["alerts"])
+
+
+def recorded() -> list[dict]:
+    """Every notification the recorder on the monitoring host kept (one JSON line each)."""
+    res = run([BIN / "halite", "lab", "ssh", MON, "cat", RECORDER_LOG], timeout=60)
+    if res.returncode != 0:  # no notification yet: no file yet
+        return []
+    return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def notified(name: str, host: str, status: str, since: float) -> float | None:
+    """When the recorder received ``name`` on ``host`` with ``status`` (after ``since``)."""
+    for entry in recorded():
+        if entry["received_at"] < since:
+            continue
+        for alert in entry["notification"].get("alerts", []):
+            labels = alert.get("labels", {})
+            if labels.get("alertname") == name and labels.get("host") == host and alert.get("status") == status:
+                return entry["received_at"]
+    return None
+
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(MON is None, reason="the topology has no monitoring host")]
+
+
+def test_prometheus_scrapes_every_exporter_of_the_topology(deployed):
+    expected = {(job["name"], t["host"]) for job in view.scrape_jobs(DATA) for t in job["targets"]}
+
+    def all_up():
+        seen = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in api("targets")["activeTargets"]}
+        return seen if set(seen) == expected and set(seen.values()) == {"up"} else False
+
+    seen = wait_for(all_up, timeout=120, interval=2, what="every target of the topology up in Prometheus")
+    jobs = sorted({job for job, _ in seen})
+    assert jobs == ["etcd", "haproxy", "node", "patroni", "pgbouncer", "postgres"]
+    # node-exporter on every host of the topology
+    assert {h for job, h in seen if job == "node"} == set(TOPO["hosts"])
+
+
+def test_the_metrics_tell_the_cluster_as_it_is(deployed):
+    leader = wait_for(healthy_cluster, timeout=120, interval=2, what="a healthy cluster")
+    # Patroni's own /metrics: one primary, the others replicas that stream
+    wait_for(lambda: by_host('patroni_primary{job="patroni"}') == {h: float(h == leader) for h in DB_HOSTS},
+             timeout=60, interval=2, what=f"patroni_primary naming {leader} alone")
+    assert by_host('patroni_postgres_streaming{job="patroni"} == 1') == {h: 1.0 for h in DB_HOSTS if h != leader}
+    # PostgreSQL's exporter logs in with the pg_monitor login on every member
+    assert by_host('pg_up{job="postgres"}') == {h: 1.0 for h in DB_HOSTS}
+    # PgBouncer's exporter reads the pools of every member (a stats user, over the unix socket)
+    assert set(by_host('pgbouncer_used_clients{job="pgbouncer"}')) == set(DB_HOSTS)
+    assert {r["labels"]["host"] for r in query('pgbouncer_waiting_clients{job="pgbouncer"}')} == set(DB_HOSTS)
+    # etcd: every member sees a leader; HAProxy: one server takes writes
+    assert by_host('etcd_server_has_leader{job="etcd"}') == {h: 1.0 for h in DB_HOSTS}
+    writes = query(f'haproxy_backend_active_servers{{job="haproxy", proxy="{view.HAPROXY_WRITE_PROXY}"}}')
+    assert [r["value"] for r in writes] == [1.0]
+    # the backup host's textfile: the first full backup of the deploy, recent
+    backups = query("halite_backup_last_success_timestamp_seconds")
+    assert backups and {r["labels"]["type"] for r in backups} >= {"full"}
+    assert time.time() - max(r["value"] for r in backups) < view.prom_seconds(
+        DATA["monitoring"]["thresholds"]["backup_max_age"])
+    assert [r["value"] for r in query("halite_backup_info_ok")] == [1.0]
+
+
+def test_no_alert_was_even_pending_on_the_healthy_cluster(deployed):
+    """From Prometheus's start (the end of the deploy) to now, before any fault: no rule
+    was pending or firing (ALERTS holds both states), so no rule is noisy on a healthy cluster."""
+    started = api("status/runtimeinfo")["startTime"]
+    from datetime import datetime
+    window = int(time.time() - datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp())
+    assert window > 60, f"Prometheus started {window}s ago: too short a window to say anything"
+    seen = query(f"max_over_time(ALERTS[{window}s])")
+    assert seen == [], [f"{r['labels']['alertname']} {r['labels'].get('alertstate')} on "
+                        f"{r['labels'].get('host', '-')}" for r in seen]
+    print(f"no alert pending or firing for {window}s since Prometheus started")
+
+
+def test_a_stopped_replica_fires_its_alerts_reaches_the_recorder_and_resolves(deployed):
+    leader = wait_for(healthy_cluster, timeout=120, interval=2, what="a healthy cluster")
+    replica = next(m["name"] for m in patroni_members() if m["name"] != leader)
+    names = ("PostgresDown", "ScrapeTargetDown")
+    t0 = time.time()
+    res = run([BIN / "halite", "lab", "ssh", replica, "systemctl", "stop", "patroni"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    try:
+        # PostgreSQL stops with Patroni: its exporter's pg_up drops, Patroni's /metrics goes away
+        wait_for(lambda: all(firing(n, replica) for n in names), timeout=300, interval=2,
+                 what=f"{', '.join(names)} firing for {replica}")
+        fired = time.time() - t0
+        got = wait_for(lambda: notified("PostgresDown", replica, "firing", t0), timeout=120, interval=3,
+                       what="the recorder's copy of PostgresDown")
+    finally:
+        run([BIN / "halite", "lab", "ssh", replica, "systemctl", "start", "patroni"], timeout=120)
+    t1 = time.time()
+    wait_for(healthy_cluster, timeout=300, interval=3, what="the replica streaming again")
+    wait_for(lambda: not any(firing(n, replica) for n in names), timeout=300, interval=2,
+             what="the alerts resolved")
+    resolved = wait_for(lambda: notified("PostgresDown", replica, "resolved", t1), timeout=300, interval=3,
+                        what="the recorder's resolved notification")
+    f = DATA["monitoring"]["for"]
+    print(f"{replica} stopped: firing in Prometheus after {fired:.0f}s (for: {f['replication']}/{f['scrape']}, "
+          f"scrape every {DATA['monitoring']['scrape_interval']}), recorded after {got - t0:.0f}s; "
+          f"resolved and recorded {resolved - t1:.0f}s after the restart")
+    # neither the leader nor another replica alerted meanwhile
+    others = [a for a in api("alerts")["alerts"] if a["state"] == "firing" and a["labels"].get("host") != replica]
+    assert others == [], others
