@@ -314,7 +314,7 @@ def test_prometheus_yml_scrapes_every_exporter_of_the_topology_and_passes_promto
 
 
 def test_the_readme_lists_every_alert(rules_file):
-    text = (REPO / "README.md").read_text().split("\n### Alerts\n", 1)[1].split("\n## ", 1)[0]
+    text = (REPO / "README.md").read_text().split("\n### Monitoring and alerts\n", 1)[1].split("\n## ", 1)[0]
     listed = {line.split("|")[1].strip() for line in text.splitlines()
               if line.startswith("| ") and not line.startswith(("| alert ", "|---"))}
     assert listed == set(alerts_of(rules_file))
