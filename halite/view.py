@@ -603,6 +603,8 @@ def monitoring(data: dict) -> dict:
             "backup_max_age": th["backup_max_age"],
             "backup_max_age_seconds": prom_seconds(th["backup_max_age"]),
             "archive_window": mon["for"]["archive"],
+            # how long PatroniLeaderChanged stays firing after a new timeline
+            "leader_change_window": "5m",
             # a certificate inside the window in which the next apply would renew it: no apply came
             "certificate_days": data["tls"]["renew_before_days"],
             "certificate_seconds": data["tls"]["renew_before_days"] * 86400,

@@ -107,3 +107,25 @@ def healthy_cluster():
     leaders = [m for m in ms if m["role"] == "leader"]
     streaming = [m for m in ms if m["role"] != "leader" and m["state"] == "streaming"]
     return len(leaders) == 1 and len(streaming) == len(db_hosts()) - 1 and leaders[0]["name"]
+
+
+def prometheus(path: str, **params):
+    """One GET of Prometheus's HTTP API on the monitoring host (``/api/v1/<path>``), from
+    the control machine as an operator reads it; its ``data``."""
+    import urllib.parse
+    import urllib.request
+
+    from halite import config, view
+    base = view.prometheus_url(config.load())
+    assert base, "the topology has no monitoring host"
+    url = f"{base}/api/v1/{path}" + (("?" + urllib.parse.urlencode(params)) if params else "")
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=15) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def alert_firing(name: str, host: str) -> bool:
+    """Whether Prometheus holds the alert ``name`` for ``host`` in state firing."""
+    return any(a["labels"].get("alertname") == name and a["labels"].get("host") == host and a["state"] == "firing"
+               for a in prometheus("alerts")["alerts"])

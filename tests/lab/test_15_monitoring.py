@@ -7,13 +7,11 @@ Prometheus is read the way an operator reads it: its HTTP API on the monitoring 
 edge address (halite.view.prometheus_url), from the control machine."""
 import json
 import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
 from halite import config, view
-from labkit import BIN, healthy_cluster, patroni_members, run, wait_for
+from labkit import BIN, alert_firing, healthy_cluster, patroni_members, prometheus, run, wait_for
 
 DATA = config.load()
 TOPO = DATA["topology"]
@@ -21,16 +19,7 @@ MON = view.monitoring_host_of(TOPO)
 PROM = view.prometheus_url(DATA)
 DB_HOSTS = config.hosts_with_role(TOPO, "db")
 RECORDER_LOG = view.MONITORING_PATHS["recorder_dir"] + "/alerts.jsonl"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def api(path: str, **params):
-    """One GET of Prometheus's HTTP API; its ``data``."""
-    url = f"{PROM}/api/v1/{path}" + (("?" + urllib.parse.urlencode(params)) if params else "")
-    with _DIRECT.open(url, timeout=15) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return body["data"]
+api = prometheus
 
 
 def query(expr: str) -> list[dict]:
@@ -39,11 +28,6 @@ def query(expr: str) -> list[dict]:
 
 def by_host(expr: str) -> dict[str, float]:
     return {r["labels"]["host"]: r["value"] for r in query(expr)}
-
-
-def firing(name: str, host: str) -> bool:
-    return any(a["labels"].get("alertname") == name and a["labels"].get("host") == host and a["state"] == "firing"
-               for a in api("alerts")["alerts"])
 
 
 def recorded() -> list[dict]:
@@ -128,7 +112,7 @@ def test_a_stopped_replica_fires_its_alerts_reaches_the_recorder_and_resolves(de
     assert res.returncode == 0, res.stderr
     try:
         # PostgreSQL stops with Patroni: its exporter's pg_up drops, Patroni's /metrics goes away
-        wait_for(lambda: all(firing(n, replica) for n in names), timeout=300, interval=2,
+        wait_for(lambda: all(alert_firing(n, replica) for n in names), timeout=300, interval=2,
                  what=f"{', '.join(names)} firing for {replica}")
         fired = time.time() - t0
         got = wait_for(lambda: notified("PostgresDown", replica, "firing", t0), timeout=120, interval=3,
@@ -137,7 +121,7 @@ def test_a_stopped_replica_fires_its_alerts_reaches_the_recorder_and_resolves(de
         run([BIN / "halite", "lab", "ssh", replica, "systemctl", "start", "patroni"], timeout=120)
     t1 = time.time()
     wait_for(healthy_cluster, timeout=300, interval=3, what="the replica streaming again")
-    wait_for(lambda: not any(firing(n, replica) for n in names), timeout=300, interval=2,
+    wait_for(lambda: not any(alert_firing(n, replica) for n in names), timeout=300, interval=2,
              what="the alerts resolved")
     resolved = wait_for(lambda: notified("PostgresDown", replica, "resolved", t1), timeout=300, interval=3,
                         what="the recorder's resolved notification")

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import yaml
 
-from labkit import BIN, healthy_cluster, run, salt_ssh, state_summary, wait_for
+from labkit import BIN, alert_firing, healthy_cluster, run, salt_ssh, state_summary, wait_for
 from labkit import patroni_members as members
 from halite import config, formats, view
 
@@ -147,7 +147,11 @@ def test_kill_9_of_the_leader_postmaster_fails_over_by_itself(deployed):
     server = wait_for(lambda: write_probe(f"k9-{time.time_ns()}"), 120, 0.5, "the write path to work again")
     assert server in ADDR.values()
     print(f"write path back after {time.monotonic() - t0:.1f}s on {server}")
-    wait_for(healthy_cluster, 180, 2, "the cluster to heal (one leader, every replica streaming)")
+    new = wait_for(healthy_cluster, 180, 2, "the cluster to heal (one leader, every replica streaming)")
+    if view.monitoring_host_of(DATA["topology"]):
+        # the failover is told: PatroniLeaderChanged fires for the new leader (no `for:`)
+        wait_for(lambda: alert_firing("PatroniLeaderChanged", new), 120, 1, f"PatroniLeaderChanged for {new}")
+        print(f"PatroniLeaderChanged firing for {new} {time.monotonic() - t0:.1f}s after the kill")
 
 
 def test_changed_ttl_is_applied_with_exact_changes(deployed, tmp_path):

@@ -150,6 +150,11 @@ def cases(mon: dict) -> dict[str, dict]:
                         "labels": node_app, "value": 5 * t["clock_offset_seconds"]},
         "ScrapeTargetDown": {"input": [series("up", pg, 0, 1)], "labels": pg, "value": 0},
         "PostgresDown": {"input": [series("pg_up", pg, 0, 1)], "labels": pg, "value": 0},
+        # db-01 promoted at 18m (timeline 1 -> 2): firing at 20m, gone once the 5m window has passed
+        "PatroniLeaderChanged": {"input": [{"series": series("patroni_postgres_timeline", db1, 0, 0)["series"],
+                                            "values": "1x18 2x21"},
+                                           series("patroni_primary", db1, 1, 1)],
+                                 "labels": db1, "value": None},
         # the host's certificate ends a day after the fire case's time, then (renewed) far later
         "CertificateExpiresSoon": {"input": [series("halite_tls_cert_expiry_timestamp_seconds", cert, 1200 + 86400,
                                                     10**10)], "labels": cert, "value": None},
