@@ -56,7 +56,7 @@ demo: deps
 	@echo "Prometheus (metrics, alerts): $$($(PY) -c 'from halite import config, view; print(view.prometheus_url(config.load()) or "none (no host has the role monitoring)")')"
 
 test: deps
-	$(VENV)/bin/pytest -v -rs tests
+	$(VENV)/bin/pytest -v -rs --durations=25 tests
 
 test-unit: deps
 	$(VENV)/bin/pytest -q tests/unit tests/render
