@@ -54,6 +54,7 @@ demo: deps
 	@echo; echo "The car market: $$($(HALITE) lab url)"
 	@echo "  its certificate is from halite's CA: $$($(PY) -c 'from halite import config, view; print(view.site_ca(config.load()) or "none (tls.unsafe_plaintext: site)")')"
 	@echo "Prometheus (metrics, alerts): $$($(PY) -c 'from halite import config, view; print(view.prometheus_url(config.load()) or "none (no host has the role monitoring)")')"
+	@echo "The dashboard: $$($(PY) -c 'from halite import config, view; print(view.dashboard_url(config.load()) or "none")')"
 
 test: deps
 	$(VENV)/bin/pytest -v -rs --durations=25 tests

@@ -311,6 +311,7 @@ def _default_services() -> list[dict]:
         {"name": "postgres-exporter", "ports": [9187], "to": ["db"], "from": ["monitoring"]},
         {"name": "pgbouncer-exporter", "ports": [9127], "to": ["db"], "from": ["monitoring"]},
         {"name": "prometheus", "ports": [9090], "to": ["monitoring"], "from": ["control"]},
+        {"name": "dashboard", "ports": [3000], "to": ["monitoring"], "from": ["control"]},
     ]
 
 
@@ -809,6 +810,7 @@ class ExporterPorts(Model):
     prometheus: Port = Field(9090, description="Prometheus on the monitoring host (every address)")
     alertmanager: Port = Field(9093, description="Alertmanager on the monitoring host (loopback only)")
     recorder: Port = Field(9095, description="halite's alert recorder on the monitoring host (loopback only)")
+    dashboard: Port = Field(3000, description="the dashboard page (nginx) on the monitoring host")
 
 
 class AlertThresholds(Model):
@@ -1159,6 +1161,7 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
     if with_role("monitoring"):
         mp = s.monitoring.ports
         needed += [("monitoring.ports.prometheus", mp.prometheus, "monitoring"),
+                   ("monitoring.ports.dashboard", mp.dashboard, "monitoring"),
                    ("monitoring.ports.postgres_exporter", mp.postgres_exporter, "db"),
                    ("monitoring.ports.pgbouncer_exporter", mp.pgbouncer_exporter, "db"),
                    *[("monitoring.ports.node_exporter", mp.node_exporter, role) for role in ROLES]]
@@ -1212,7 +1215,7 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
                 listen(mp.postgres_exporter, "monitoring.ports.postgres_exporter")
                 listen(mp.pgbouncer_exporter, "monitoring.ports.pgbouncer_exporter")
             if "monitoring" in roles:
-                for key in ("prometheus", "alertmanager", "recorder"):
+                for key in ("prometheus", "alertmanager", "recorder", "dashboard"):
                     listen(getattr(mp, key), f"monitoring.ports.{key}")
         for port, what in listeners.items():
             if len(what) > 1:

@@ -33,7 +33,7 @@ ROLE_STATES: dict[str, list[str]] = {
     "backup": ["tls", "backup"],
     # Prometheus, Alertmanager and the alert recorder; every host of a topology with a
     # monitoring host also gets monitoring.exporters (see host_states)
-    "monitoring": ["tls", "monitoring.server"],
+    "monitoring": ["tls", "monitoring.server", "monitoring.dashboard"],
 }
 
 #: Which roles need which secret (dotted key in the settings). A host gets a
@@ -432,6 +432,7 @@ MONITORING_PATHS = {
     "pgbouncer_exporter": "/usr/local/libexec/halite/pgbouncer-exporter",
     "backup_metrics": "/usr/local/libexec/halite/backup-metrics",
     "cert_metrics": "/usr/local/libexec/halite/cert-metrics",
+    "dashboard_root": "/usr/share/halite-dashboard",
 }
 
 #: Prometheus's units for durations, in seconds.
@@ -546,6 +547,14 @@ def prometheus_url(data: dict) -> str | None:
     return f"http://{addr}:{data['monitoring']['ports']['prometheus']}"
 
 
+def dashboard_url(data: dict) -> str | None:
+    """The dashboard page as the control machine reaches it (see :func:`prometheus_url`)."""
+    prom = prometheus_url(data)
+    if prom is None:
+        return None
+    return prom.rsplit(":", 1)[0] + f":{data['monitoring']['ports']['dashboard']}/"
+
+
 def monitoring_server_view(data: dict, host: str) -> dict:
     """What monitoring.server lays down on the monitoring host: Prometheus (listening on
     every address: the control machine reads it on the edge network, the firewall admits
@@ -562,6 +571,9 @@ def monitoring_server_view(data: dict, host: str) -> dict:
         "alertmanager": alertmanager_view(data),
         "prometheus_url": f"http://127.0.0.1:{ports['prometheus']}",
         "rules": monitoring(data),
+        # the dashboard page: nginx serves it and passes /api/v1/ (GET only) to Prometheus
+        "dashboard": {"listen": str(ports["dashboard"]), "root": MONITORING_PATHS["dashboard_root"],
+                      "prometheus": f"127.0.0.1:{ports['prometheus']}"},
     }
 
 

@@ -2,3 +2,4 @@
 # monitoring.exporters, applied to every host (halite:host:states).
 include:
   - monitoring.server
+  - monitoring.dashboard

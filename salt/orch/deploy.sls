@@ -116,7 +116,7 @@ deploy-monitoring:
     - tgt: {{ monitoring|join(',') }}
     - tgt_type: list
     - ssh: True
-    - sls: [monitoring.server, monitoring.healthy]
+    - sls: [monitoring.server, monitoring.dashboard, monitoring.healthy]
     - require:
       - salt: deploy-exporters
 

@@ -560,3 +560,52 @@ def test_a_topology_that_is_not_the_lab_refuses_the_labs_old_example_passwords()
         model.validate(d)
     assert info.value.problems == [("users.app.password", "is copied from the lab's examples; on topology 'shop' "
                                     "leave it empty (halite generates one) or give your own")]
+
+
+def refused(d: dict) -> list[tuple[str, str]]:
+    with pytest.raises(model.ConfigError) as info:
+        model.validate(d)
+    return info.value.problems
+
+
+def test_one_monitoring_host_at_most():
+    d = base()
+    d["topology"]["hosts"]["mon-02"] = {"roles": ["monitoring"], "addresses": {"private": "10.77.1.41"}}
+    problems = refused(d)
+    assert ("topology.hosts (role monitoring)",
+            "one monitoring host (Prometheus) is supported; the topology gives mon-01, mon-02") in problems
+
+
+def test_the_exporters_password_may_not_start_or_end_with_a_space():
+    d = base()
+    d.setdefault("users", {})["monitor"] = {"password": " padded "}
+    [(key, problem)] = refused(d)
+    assert key == "users.monitor" and "DATA_SOURCE_PASS_FILE" in problem
+    d["users"]["monitor"] = {"password": "inner space ok"}
+    assert model.validate(d).users.monitor.username == "halite_monitor"  # the default name is kept
+
+
+@pytest.mark.parametrize("url, ok", [("https://pager.example.com/hook?k=1", True), ("http://10.0.0.5:9095/", True),
+                                     ("ftp://x/", False), ("https://", False), ("hook", False)])
+def test_the_webhook_is_an_http_url(url, ok):
+    d = base()
+    d["monitoring"] = {"webhook_url": url}
+    if ok:
+        assert model.validate(d).monitoring.webhook_url == url
+    else:
+        [(key, problem)] = refused(d)
+        assert key == "monitoring.webhook_url" and "http:// or https://" in problem
+
+
+def test_a_monitoring_port_the_access_table_does_not_open_is_refused():
+    d = base()
+    d["monitoring"] = {"ports": {"postgres_exporter": 9188}}
+    problems = refused(d)
+    assert any(k == "monitoring.ports.postgres_exporter" and "9188 is not opened to role db" in p for k, p in problems)
+
+
+def test_a_monitoring_port_clashing_with_another_listener_is_refused():
+    d = base()
+    d["monitoring"] = {"ports": {"dashboard": 9090}}
+    problems = refused(d)
+    assert ("monitoring.ports.dashboard", "port 9090 is also monitoring.ports.prometheus on host mon-01") in problems

@@ -480,3 +480,44 @@ def test_stats_password_is_generated_once_for_haproxy_hosts_only():
     given = lab_data({"haproxy": {"stats_password": "mine: it's"}})
     assert view.with_generated(given, ["haproxy"])["haproxy"]["stats_password"] == "mine: it's"
     assert "haproxy.stats_password" not in view.secrets_for(["db", "app", "backup", "jump"])
+
+
+def test_exporters_view_keeps_the_password_out_of_the_environment(data):
+    ex = view.exporters_view(data, "db-02")
+    password = data["users"]["monitor"]["password"]
+    assert ex["node_args"] == ("--web.listen-address=10.77.1.12:9100 "
+                               "--collector.textfile.directory=/var/lib/prometheus/node-exporter")
+    assert password not in ex["postgres_env"] and password == ex["postgres_password"]
+    assert 'DATA_SOURCE_PASS_FILE="/etc/prometheus/postgres-exporter.password"' in ex["postgres_env"]
+    assert 'ARGS="--web.listen-address=10.77.1.12:9187"' in ex["postgres_env"]
+    assert ex["pgbouncer_environment"]["PGBOUNCER_USER"] == "halite_monitor"
+    assert password not in json.dumps(ex["pgbouncer_environment"])
+    assert ex["pgbouncer_pgpass"].startswith("*:6432:pgbouncer:halite_monitor:") and ex["pgbouncer_pgpass"].count("\n") == 1
+    # the backup host exports its backups' times, every TLS host its certificates' end
+    assert view.exporters_view(data, "backup-01")["backup_metrics"] is True
+    assert view.exporters_view(data, "jump-01")["cert_files"] == []
+    assert "postgres_env" not in view.exporters_view(data, "app-01")
+
+
+def test_alerts_go_to_the_webhook_or_to_the_recorder(data):
+    am = view.alertmanager_view(data)
+    assert am == {"webhook_url": "http://127.0.0.1:9095/alerts", "recorder": True, "listen": "127.0.0.1:9093",
+                  "recorder_listen": ["127.0.0.1", 9095]}
+    own = copy.deepcopy(data)
+    own["monitoring"]["webhook_url"] = "https://pager.example.com/hook"
+    assert view.alertmanager_view(own)["webhook_url"] == "https://pager.example.com/hook"
+    assert view.alertmanager_view(own)["recorder"] is False
+
+
+def test_prometheus_and_the_dashboard_for_the_control_machine(data):
+    assert view.prometheus_url(data) == "http://10.77.0.40:9090"
+    assert view.dashboard_url(data) == "http://10.77.0.40:3000/"
+    srv = view.monitoring_server_view(data, "mon-01")
+    assert "--storage.tsdb.retention.time=15d" in srv["prometheus_args"]
+    assert srv["alertmanager_args"].endswith("--cluster.listen-address=")  # no gossip port
+    none = copy.deepcopy(data)
+    none["topology"]["hosts"].pop("mon-01")
+    assert view.prometheus_url(none) is None and view.dashboard_url(none) is None
+    # without a monitoring host: no exporter anywhere, no monitor login
+    assert "monitoring.exporters" not in view.host_states(none["topology"], "db-01")
+    assert "users.monitor.password" not in view.secrets_for(["db"], none)
