@@ -27,21 +27,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 
-CHROMIUM = Path(os.environ.get("HALITE_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("HALITE_CHROMEDRIVER", "/usr/bin/chromedriver"))
 SHOTS = Path(os.environ.get("HALITE_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
-WAIT = 30  # seconds for any page or element (generous: CI machines can be busy)
 
-try:  # a missing selenium fails the test (below) with a clear message
-    from selenium import webdriver
+from browserkit import WAIT, chromium
+
+try:  # a missing selenium fails the test (browserkit.chromium) with a clear message
     from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import Select, WebDriverWait
-except ImportError as exc:  # pragma: no cover
-    webdriver = None
-    _SELENIUM_ERROR = exc
+except ImportError:  # pragma: no cover
+    pass
 
 
 # -- the app, served for real -----------------------------------------------------
@@ -99,39 +95,7 @@ def live_server(db, tmp_path_factory):
             proc.wait(timeout=5)
 
 
-# -- the browser ----------------------------------------------------------------------
-@contextlib.contextmanager
-def chromium(tmp: Path):
-    """Headless Debian Chromium through chromedriver. Used inside the test (not as a
-    fixture) so that a missing browser is a test FAILURE, not a setup error."""
-    if webdriver is None:
-        pytest.fail(f"selenium is not installed ({_SELENIUM_ERROR}): pip install selenium")
-    for path, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (path.exists() and os.access(path, os.X_OK)):
-            pytest.fail(f"{path} not found: the browser test needs Debian's Chromium "
-                        f"(apt-get install -y chromium chromium-driver; missing: {pkg})")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    profile = tmp / "chromium-profile"
-    profile.mkdir()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-extensions",
-                "--disable-default-apps", "--hide-scrollbars", "--window-size=1280,900",
-                "--force-device-scale-factor=1", "--lang=en-US",
-                f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    # an explicit driver path: Selenium Manager is never asked to download anything
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp / "chromedriver.log"))
-    try:
-        driver = webdriver.Chrome(service=service, options=opts)
-    except WebDriverException as exc:
-        pytest.fail(f"could not start {CHROMIUM} through {CHROMEDRIVER}: {exc.msg}")
-    driver.set_page_load_timeout(WAIT)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+# -- the browser: tests/browserkit.py -------------------------------------------------
 
 
 def _wait(driver):
