@@ -4,14 +4,15 @@ is, no alert was even pending since Prometheus started, and a stopped replica fi
 alerts, reaches the alert recorder through Alertmanager, and resolves once it is back.
 
 Prometheus is read the way an operator reads it: its HTTP API on the monitoring host's
-edge address (halite.view.prometheus_url), from the control machine."""
+edge address (halite.view.prometheus_url), from the control machine; the dashboard in
+headless Chromium, while a switchover happens."""
 import json
 import time
 
 import pytest
 
 from halite import config, view
-from labkit import BIN, alert_firing, healthy_cluster, patroni_members, prometheus, run, wait_for
+from labkit import BIN, REPO, alert_firing, healthy_cluster, patroni_members, prometheus, run, salt_ssh, wait_for
 
 DATA = config.load()
 TOPO = DATA["topology"]
@@ -132,3 +133,39 @@ def test_a_stopped_replica_fires_its_alerts_reaches_the_recorder_and_resolves(de
     # neither the leader nor another replica alerted meanwhile
     others = [a for a in api("alerts")["alerts"] if a["state"] == "firing" and a["labels"].get("host") != replica]
     assert others == [], others
+
+
+def test_the_dashboard_shows_a_switchover_as_it_happens(deployed, tmp_path):
+    """The dashboard on the monitoring host, in headless Chromium from the control machine:
+    drawn from Prometheus's data, then a switchover marked on it as it happens. Its
+    screenshot, taken then, is docs/screenshots/dashboard.png."""
+    from browserkit import chromium
+    from selenium.webdriver.common.by import By
+
+    old = wait_for(healthy_cluster, timeout=120, interval=2, what="a healthy cluster")
+    # with synchronous_mode Patroni hands over to the synchronous standby only
+    candidate = next(m["name"] for m in patroni_members() if m["role"] == "sync_standby")
+
+    def dataset(key: str):
+        return driver.execute_script(f"return document.body.dataset.{key} || null")
+
+    with chromium(tmp_path, console_log=True, window="1280,1300") as driver:
+        driver.get(view.dashboard_url(DATA))
+        wait_for(lambda: dataset("ready") == "1", timeout=90, interval=1, what="the dashboard drawn")
+        before = int(dataset("events") or 0)
+        rc, data = salt_ssh(DB_HOSTS[0], "patroni.switchover", f"candidate={candidate}")
+        assert rc == 0, data
+        t0 = time.monotonic()
+        wait_for(lambda: int(dataset("events") or 0) > before, timeout=120, interval=1,
+                 what="the switchover marked on the dashboard")
+        shown = time.monotonic() - t0
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert f"{old} -> {candidate}" in body, body[-2000:]
+        assert not [e for e in driver.find_elements(By.ID, "error") if e.is_displayed() and e.text.strip()]
+        shots = REPO / "docs" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(shots / "dashboard.png"))
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == [], severe
+    print(f"switchover {old} -> {candidate} marked on the dashboard {shown:.0f}s after it was asked")
+    wait_for(healthy_cluster, timeout=180, interval=2, what="the old leader streaming again")
