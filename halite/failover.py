@@ -69,6 +69,63 @@ def log(msg: str) -> None:
     print(f"[failover {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+class AlertWatch:
+    """Prometheus's alerts during one run, as an operator would have been told: polls
+    ``/api/v1/alerts`` on the monitoring host every ``interval`` seconds (a thread) and keeps,
+    for each alert name, when it was first seen pending and firing, in seconds after
+    ``t0`` (time.monotonic()). Without a monitoring host it records nothing.
+
+    Example::
+
+        watch = AlertWatch(prometheus_url, t0=time.monotonic()).start()
+        ...  # the fault, the recovery
+        watch.stop()   # {"PatroniLeaderChanged": {"pending_s": None, "firing_s": 7.1}}
+    """
+
+    def __init__(self, url: str | None, t0: float, interval: float = 1.0, timeout: float = 3.0):
+        import threading
+
+        self.url, self.t0, self.interval, self.timeout = url, t0, interval, timeout
+        self.seen: dict[str, dict] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="alert-watch", daemon=True)
+
+    def look(self) -> None:
+        """One poll: record the alerts Prometheus holds now."""
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{self.url}/api/v1/alerts", timeout=self.timeout) as resp:
+            alerts = json.load(resp)["data"]["alerts"]
+        now = round(time.monotonic() - self.t0, 1)
+        for a in alerts:
+            entry = self.seen.setdefault(a["labels"]["alertname"], {"pending_s": None, "firing_s": None})
+            key = "firing_s" if a["state"] == "firing" else "pending_s"
+            if entry[key] is None:
+                entry[key] = now
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.look()
+            except (OSError, ValueError, KeyError):
+                self.errors += 1
+            self._stop.wait(self.interval)
+
+    def start(self) -> "AlertWatch":
+        if self.url:
+            self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        """Stop polling; the alerts seen (name -> {"pending_s", "firing_s"})."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.timeout + self.interval + 1)
+        return dict(sorted(self.seen.items()))
+
+
 class Cluster:
     """The lab's cluster as the runner sees it (Patroni's REST API, from the app host)."""
 
@@ -295,10 +352,15 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
     wl.setup()
     wl.start()
     pending_undo = None
+    watch = None
+    alerts: dict = {}
     try:
         time.sleep(3)
         leader_before = cluster.leader()
         t_fault = wl.mark_fault()
+        # alerts already firing before the fault (a previous run's) are told apart by the
+        # first poll, at 0 s: only later times are this fault's
+        watch = AlertWatch(view.prometheus_url(cluster.data), t0=time.monotonic()).start()
         what, undo, hold = inject(cluster, scenario)
         pending_undo = undo
         log(f"{scenario} [{profile}]: {what}")
@@ -331,6 +393,8 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
             log(f"{scenario} [{profile}]: interrupted, undoing the fault")
             pending_undo()
         wl.stop()
+        if watch is not None:
+            alerts = watch.stop()
     res = wl.analyze(fault_time=t_fault, verify_dsn=cluster.write_dsn)
     run = {
         "scenario": scenario,
@@ -351,10 +415,16 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
         "dual_primary_evidence": res["dual_primary_evidence"][:3],
         "servers_seen": res["servers_seen"],
         "timeline": res["timeline"],
+        # Prometheus's alerts during the run: seconds from the fault to pending and to firing
+        # (firing at 0 s: it fired before the fault, a previous run's)
+        "alerts": alerts,
     }
     log(f"{scenario} [{profile}]: write gap {run['write_unavailable_s']:.1f}s, read gap "
         f"{run['read_unavailable_s']:.1f}s, {run['acked_writes']} acked, {run['lost_writes']} lost, "
         f"dual primary {run['dual_primary']}, healed after {run['heal_s']:.0f}s (+{heal_wait:.0f}s after undo)")
+    if alerts:
+        log(f"{scenario} [{profile}]: alerts firing after " + ", ".join(
+            f"{name} {a['firing_s']}s" for name, a in alerts.items() if a["firing_s"] is not None))
     return run
 
 
