@@ -88,12 +88,15 @@ def health(url: str = DEFAULT_URL, timeout: float = 10, jobs=None) -> dict:
     """Whether every scrape target answers: ``{"healthy", "targets", "up", "problems"}``.
 
     :param jobs: the jobs that must have at least one target (a job missing
-        from prometheus.yml is a problem too); None: no such check.
+        from prometheus.yml is a problem too), a list or a comma-separated
+        string (``jobs=node,postgres`` on the command line); None: no such check.
 
     CLI Example::
 
         salt-ssh mon-01 prometheus.health
     """
+    if isinstance(jobs, str):
+        jobs = [j.strip() for j in jobs.split(",") if j.strip()]
     seen = targets(url, timeout)
     problems = [f"{t['job']} on {t['host'] or t['instance']}: {t['health']}"
                 + (f" ({t['error']})" if t["error"] else "") for t in seen if t["health"] != "up"]

@@ -6,6 +6,8 @@ the file named by the first argument atomically (a scrape never reads half a fil
 
 Usage: backup-metrics /var/lib/prometheus/node-exporter/halite_backup.prom
 """
+from __future__ import annotations  # the type hints on Python 3.6+ (RedHat 8's /usr/bin/python3)
+
 import json
 import os
 import subprocess

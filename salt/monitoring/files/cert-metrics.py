@@ -6,6 +6,8 @@ by the first argument atomically (a scrape never reads half a file).
 
 Usage: cert-metrics OUTPUT.prom CERT [CERT...]
 """
+from __future__ import annotations  # the type hints on Python 3.6+ (RedHat 8's /usr/bin/python3)
+
 import os
 import ssl
 import subprocess
