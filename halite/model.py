@@ -756,6 +756,10 @@ class Users(Model):
         if v.password is not None and v.password != v.password.strip():
             raise ValueError("its password has a space at an end; the postgres exporter trims the password "
                              "file it reads (DATA_SOURCE_PASS_FILE), so the login would fail: remove it")
+        if v.password is not None and ("'" in v.password or "\\" in v.password):
+            raise ValueError("its password holds a ' or a \\; the postgres exporter (0.11) refuses its own "
+                             "connection string then (\"malformed dsn\"), and prints it, password included, "
+                             "to its log: choose one without")
         return v
 
     @field_validator("app")

@@ -914,7 +914,10 @@ def tls_material(data: dict, host: str) -> dict:
 #: reader escapes it (halite.formats); pgBackRest's passphrase stays plain (no quoting there).
 GENERATED_SECRETS: dict[str, tuple[int, bool, bool, bool]] = {
     **{f"users.{u}.password": (32, True, False, False) for u in
-       ("superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move", "backup", "monitor")},
+       ("superuser", "replication", "rewind", "pgbouncer_auth", "app", "legacy_move", "backup")},
+    # the postgres exporter (0.11) turns its URL into a key=value DSN its own parser then refuses
+    # when the password holds a quote or a backslash ("malformed dsn", seen in the lab): plain
+    "users.monitor.password": (32, False, False, False),
     # Patroni's own client encodes Basic authentication as latin-1
     "patroni.restapi.password": (32, True, True, False),
     # site.env and the site keep it exactly, spaces included

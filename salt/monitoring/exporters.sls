@@ -185,6 +185,7 @@ monitoring-postgres-exporter-password:
     - group: prometheus
     - mode: "0600"
     - show_changes: False
+    - makedirs: True  # Debian's postgres exporter does not make /etc/prometheus
     - require:
       - pkg: monitoring-postgres-exporter-pkg
 
