@@ -583,6 +583,10 @@ def test_the_exporters_password_may_not_start_or_end_with_a_space():
     assert key == "users.monitor" and "DATA_SOURCE_PASS_FILE" in problem
     d["users"]["monitor"] = {"password": "inner space ok"}
     assert model.validate(d).users.monitor.username == "halite_monitor"  # the default name is kept
+    for bad in ("it's", "back\\slash"):
+        d["users"]["monitor"] = {"password": bad}
+        [(key, problem)] = refused(d)
+        assert key == "users.monitor" and "malformed dsn" in problem
 
 
 @pytest.mark.parametrize("url, ok", [("https://pager.example.com/hook?k=1", True), ("http://10.0.0.5:9095/", True),
