@@ -91,17 +91,23 @@ def test_the_metrics_tell_the_cluster_as_it_is(deployed):
     assert [r["value"] for r in query("halite_backup_info_ok")] == [1.0]
 
 
-def test_no_alert_was_even_pending_on_the_healthy_cluster(deployed):
+def test_no_alert_fired_on_the_healthy_cluster(deployed):
     """From Prometheus's start (the end of the deploy) to now, before any fault: no rule
-    was pending or firing (ALERTS holds both states), so no rule is noisy on a healthy cluster."""
+    fired, so no rule is noisy on a healthy cluster. A rule may turn pending for an
+    evaluation or two (seen: PatroniReplicaLagging while a WAL switch of the deploy's
+    `pgbackrest check` lies between the leader's and the replica's scrapes); its `for:`
+    is what keeps it from firing, and the pending ones are printed."""
     started = api("status/runtimeinfo")["startTime"]
     from datetime import datetime
     window = int(time.time() - datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp())
     assert window > 60, f"Prometheus started {window}s ago: too short a window to say anything"
-    seen = query(f"max_over_time(ALERTS[{window}s])")
-    assert seen == [], [f"{r['labels']['alertname']} {r['labels'].get('alertstate')} on "
-                        f"{r['labels'].get('host', '-')}" for r in seen]
-    print(f"no alert pending or firing for {window}s since Prometheus started")
+    def named(rows):
+        return [f"{r['labels']['alertname']} on {r['labels'].get('host', '-')}" for r in rows]
+
+    fired = query(f'max_over_time(ALERTS{{alertstate="firing"}}[{window}s])')
+    assert fired == [], named(fired)
+    pending = query(f'max_over_time(ALERTS{{alertstate="pending"}}[{window}s])')
+    print(f"no alert fired for {window}s since Prometheus started; pending meanwhile: {named(pending) or 'none'}")
 
 
 def test_a_stopped_replica_fires_its_alerts_reaches_the_recorder_and_resolves(deployed):
