@@ -41,6 +41,7 @@ PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=PROM_BIN)
 PROMETHEUS = shutil.which("prometheus") or shutil.which("prometheus", path=PROM_BIN)
 
 from browserkit import WAIT, chromium
+from localkit import free_port
 
 try:  # a missing selenium fails the browser test (browserkit.chromium) with a clear message
     from selenium.webdriver.common.by import By
@@ -54,10 +55,6 @@ SWITCH_AT = 20 * 60  # db-01 -> db-02, seconds after the first sample
 INTERVAL = 15        # seconds between samples
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ rendered and checked by tests/render/test_render_monitoring.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import stat
@@ -27,6 +26,7 @@ from cryptography import x509
 
 from conftest import REPO
 from halite import pki
+from localkit import free_port, stop
 
 FILES = REPO / "salt/monitoring/files"
 RECORDER = FILES / "alert-recorder.py"
@@ -38,10 +38,6 @@ METRIC = "halite_tls_cert_expiry_timestamp_seconds"
 PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=str(REPO / ".venv/prometheus/usr/bin"))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- alert-recorder.py -----------------------------------------------------
@@ -86,12 +82,7 @@ def recorder(tmp_path):
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/", tmp_path, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +33,7 @@ from salt.exceptions import CommandExecutionError
 import prometheus
 import prometheus_health
 from conftest import REPO, salt_utils
+from localkit import free_port, stop
 
 PROMETHEUS = shutil.which("prometheus") or shutil.which("prometheus", path=str(REPO / ".venv/prometheus/usr/bin"))
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
@@ -44,11 +44,6 @@ RULES = {"groups": [{"name": "test", "interval": "1s", "rules": [
 ]}]}
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
@@ -109,12 +104,7 @@ def running_prometheus(folder: Path, scrape: list[tuple[str, int, str]]):
         wait_for(lambda: ready(url), 30, f"{url}/-/ready", proc, log)
         yield url, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
