@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import http.cookies
 import json
-import string
 import re
+import string
 import urllib.error
 import urllib.request
 
