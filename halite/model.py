@@ -304,9 +304,10 @@ def _default_services() -> list[dict]:
         # pgBackRest's TLS server: db hosts push WAL to the repository, the backup
         # host reaches each member's PostgreSQL through the member's server
         {"name": "pgbackrest", "ports": [8432], "to": ["db", "backup"], "from": ["db", "backup"]},
-        # monitoring: only the Prometheus host scrapes the exporters (monitoring.ports); the
-        # control machine reaches Prometheus (and the dashboard it serves) on the edge network
-        {"name": "node-exporter", "ports": [9100], "from": ["monitoring"],
+        # monitoring: only the Prometheus host scrapes the exporters (monitoring.ports), on the
+        # private network where they listen; the control machine reaches Prometheus (and the
+        # dashboard) on the edge network
+        {"name": "node-exporter", "ports": [9100], "from": ["monitoring"], "network": "private",
          "to": ["jump", "db", "haproxy", "app", "legacy_db", "backup", "monitoring"]},
         {"name": "postgres-exporter", "ports": [9187], "to": ["db"], "from": ["monitoring"]},
         {"name": "pgbouncer-exporter", "ports": [9127], "to": ["db"], "from": ["monitoring"]},

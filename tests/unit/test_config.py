@@ -115,6 +115,7 @@ def test_firewall_rules_follow_the_topology(good):
     # the jump host: SSH, and node-exporter for the monitoring host alone
     assert set(jump) == {"ssh", "node-exporter"}
     assert jump["node-exporter"]["sources"] == ["10.77.0.40", "10.77.1.40"]
+    assert jump["node-exporter"]["addresses"] == ["10.77.1.10"]  # where it listens: the edge stays shut
     assert db["postgres-exporter"]["sources"] == db["pgbouncer-exporter"]["sources"] == ["10.77.0.40", "10.77.1.40"]
     # etcd only from db hosts; HAProxy ports only on the haproxy host
     assert db["etcd-peer"]["sources"] == ["10.77.1.11", "10.77.1.12", "10.77.1.13"]
