@@ -22,7 +22,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -41,7 +40,7 @@ PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=PROM_BIN)
 PROMETHEUS = shutil.which("prometheus") or shutil.which("prometheus", path=PROM_BIN)
 
 from browserkit import WAIT, chromium
-from localkit import free_port
+from localkit import free_port, stop
 
 try:  # a missing selenium fails the browser test (browserkit.chromium) with a clear message
     from selenium.webdriver.common.by import By
@@ -206,12 +205,7 @@ class Prometheus:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop(self.proc)
 
     def __exit__(self, *exc):
         self.stop()
@@ -254,12 +248,7 @@ class Nginx:
                 time.sleep(0.05)
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -24,6 +23,7 @@ import rendering
 from rendering import arg
 from halite import config, model, pki, view
 from test_render_web import show, template
+from localkit import stop
 
 REPO = rendering.REPO
 NGINX = rendering.NGINX
@@ -97,12 +97,7 @@ class Nginx:
         return self
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop(self.proc)
 
 
 def get(port: int, path: str, context: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
