@@ -71,6 +71,42 @@ def _first_failure(changes: dict) -> str:
     return ""
 
 
+def failed_states(output: dict) -> list[str]:
+    """``step: host: state-id: comment`` of every failed state in ``salt-run --out=json`` output.
+
+    What a failed orchestration's reader needs first (the whole JSON is thousands of lines).
+
+    :param output: ``salt-run state.orchestrate NAME --out=json`` parsed
+    """
+    lines = []
+    for steps in (output.get("data") or {}).values():
+        if not isinstance(steps, dict):
+            lines.append(str(steps))
+            continue
+        for step in sorted((s for s in steps.values() if isinstance(s, dict)),
+                           key=lambda s: s.get("__run_num__", 0)):
+            if step.get("result") is not False:
+                continue
+            changes = step.get("changes") or {}
+            per_host = changes.get("ret") if isinstance(changes, dict) else None
+            found = False
+            for host, states in sorted((per_host or {}).items()) if isinstance(per_host, dict) else ():
+                if isinstance(states, str):
+                    lines.append(f"{step.get('__id__')}: {host}: {states}")
+                    found = True
+                    continue
+                for key, ret in sorted(((k, v) for k, v in (states or {}).items() if isinstance(v, dict)),
+                                       key=lambda kv: kv[1].get("__run_num__", 0)):
+                    if ret.get("result") is False:
+                        state_id = ret.get("__id__") or key
+                        comment = " ".join(str(ret.get("comment", "")).split())
+                        lines.append(f"{step.get('__id__')}: {host}: {state_id}: {comment}")
+                        found = True
+            if not found:
+                lines.append(f"{step.get('__id__')}: {' '.join(str(step.get('comment', '')).split())}")
+    return lines
+
+
 def _changed(changes: dict) -> int:
     """How many states changed in a step (summed over hosts for a ``salt.state`` step)."""
     if not changes:

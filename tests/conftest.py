@@ -13,6 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labkit import BIN, run  # noqa: E402
 
+from halite.orchestrate import failed_states  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def lab():
@@ -36,5 +38,18 @@ def lab():
 def deployed(lab):
     """The whole stack, laid down by orch.deploy (once per session)."""
     res = run([BIN / "salt-run", "state.orchestrate", "orch.deploy", "--out=json"], timeout=2400)
-    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    if res.returncode != 0:
+        try:
+            failed = failed_states(json.loads(res.stdout))
+        except ValueError:
+            failed = ["(no JSON)"]
+        # what the failing hosts' systemd says (CI shows only part of the output: this first)
+        hosts = sorted({line.split(": ")[1] for line in failed if line.count(": ") >= 2})
+        journals = []
+        for host in hosts[:3]:
+            j = run([BIN / "halite", "lab", "ssh", host, "sh", "-c",
+                     "'systemctl --failed --no-legend; journalctl -p warning -n 30 --no-pager'"], timeout=60)
+            journals.append(f"--- {host}:\n{j.stdout[-3000:]}{j.stderr[-500:]}")
+        pytest.fail(f"orch.deploy failed (exit {res.returncode}); failed states:\n" + "\n".join(failed)
+                    + "\n\n" + "\n".join(journals) + f"\n\nstderr:\n{res.stderr[-2000:]}", pytrace=False)
     return json.loads(res.stdout)

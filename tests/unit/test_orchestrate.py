@@ -269,3 +269,30 @@ def test_halite_orch_refuses_a_pillar_that_is_not_a_json_object(capsys):
     assert cli.main(["orch", "deploy", "--pillar", "{not json"]) == 2
     assert cli.main(["orch", "deploy", "--pillar", "[1, 2]"]) == 2
     assert "--pillar" in capsys.readouterr().err
+
+
+def test_failed_states_names_every_failed_state_of_a_failed_orchestration():
+    """What the lab's deploy fixture prints first when orch.deploy fails (CI shows only part)."""
+    output = {"data": {"vm_master": {
+        "salt_|-deploy-base_|-deploy-base_|-state": {
+            "__id__": "deploy-base", "__run_num__": 0, "result": True, "comment": "ok",
+            "changes": {"out": "highstate", "ret": {"db-01": {"a": {"result": True, "__run_num__": 0}}}}},
+        "salt_|-deploy-exporters_|-deploy-exporters_|-state": {
+            "__id__": "deploy-exporters", "__run_num__": 1, "result": False,
+            "comment": "Run failed on minions: db-01, db-02",
+            "changes": {"out": "highstate", "ret": {
+                "db-01": {"service_|-pg-exp_|-x_|-running": {"__id__": "pg-exp", "__run_num__": 3, "result": False,
+                                                            "comment": "Service x failed\n to start"},
+                          "file_|-f_|-f_|-managed": {"__id__": "f", "__run_num__": 1, "result": True}},
+                "db-02": "Unable to render the state tree"}}},
+        "salt_|-deploy-monitoring_|-deploy-monitoring_|-state": {
+            "__id__": "deploy-monitoring", "__run_num__": 2, "result": False,
+            "comment": "One or more requisite failed: orch.deploy.deploy-exporters", "changes": {}},
+    }}}
+    assert orchestrate.failed_states(output) == [
+        "deploy-exporters: db-01: pg-exp: Service x failed to start",
+        "deploy-exporters: db-02: Unable to render the state tree",
+        "deploy-monitoring: One or more requisite failed: orch.deploy.deploy-exporters",
+    ]
+    output["data"]["vm_master"] = {k: v for k, v in output["data"]["vm_master"].items() if "base" in k}
+    assert orchestrate.failed_states(output) == []
