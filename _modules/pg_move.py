@@ -262,6 +262,13 @@ def tables(dsn, runas=None):
     return _table_list(dsn, runas, "tables")
 
 
+def _filled(dsn: str, names: list[str], step: str, runas) -> dict:
+    """``{table: rows}`` of the tables ``names`` that hold at least one row (on the target)."""
+    sql = ("SELECT coalesce(json_object_agg(t, n), '{}') FROM (" + " UNION ALL ".join(
+        f"SELECT {_lit(n)} AS t, (SELECT count(*) FROM {n}) AS n" for n in names) + ") x WHERE n > 0;")
+    return _json(dsn, sql, step, "target", runas)
+
+
 def _table_list(dsn: str, runas, step: str) -> list[dict]:
     """:func:`tables`, with the caller's step in error messages."""
     return _json(dsn, _TABLES_SQL, step, "database", runas)
@@ -398,14 +405,19 @@ def _subscription_exists(target_dsn: str, subscription: str, step: str, runas) -
 
 
 def start(source_dsn, target_dsn, source_conninfo_for_target=None, publication="halite_move",
-          subscription="halite_move", truncate_target=False, runas=None):
+          subscription="halite_move", overwrite=False, expendable=None, runas=None):
     """Begin replicating: a publication on the source, a subscription on the target.
 
     The publication (``FOR ALL TABLES``) is created if missing. The target
     must already hold every source table (run the schema migrations there
-    first) and they must be empty, unless ``truncate_target`` is set; the
-    subscription then copies the existing rows and streams every change.
-    If the subscription exists already, nothing is changed.
+    first) and they must be empty: a target table that holds rows is refused,
+    naming every such table and its row count, and nothing is changed, unless
+    ``overwrite`` is set (then they are emptied). The ``expendable`` tables
+    are emptied without asking: bookkeeping the target's own schema step
+    fills (the migration tool's list of applied migrations), which the copy
+    brings over again. The subscription then copies the existing rows and
+    streams every change. If the subscription exists already, nothing is
+    changed.
 
     :param source_dsn: libpq DSN of the source database (a superuser there).
     :param target_dsn: libpq DSN of the target database (a superuser there).
@@ -413,7 +425,9 @@ def start(source_dsn, target_dsn, source_conninfo_for_target=None, publication="
         source (stored in the subscription); default: ``source_dsn``.
     :param publication: publication name on the source.
     :param subscription: subscription (and replication slot) name on the target.
-    :param truncate_target: empty the target's copies of the source tables first.
+    :param overwrite: empty the target's copies of the source tables that hold rows
+        (they would be lost: off, such a target is refused).
+    :param expendable: tables (``schema.table``) emptied whatever ``overwrite`` says.
     :param runas: operating-system user to run psql as.
     :returns: ``{"publication": "created"|"exists", "subscription": "created"|"exists",
         "tables": n, "truncated": [...]}``.
@@ -444,17 +458,21 @@ def start(source_dsn, target_dsn, source_conninfo_for_target=None, publication="
             "create the schema there first (the schema migrations), then start again")
     names = [t["table"] for t in src]
     truncated = []
+    expendable = set(expendable or ())
     if names:
-        sql = ("SELECT coalesce(json_agg(t), '[]') FROM (" + " UNION ALL ".join(
-            f"SELECT {_lit(n)} AS t WHERE EXISTS (SELECT 1 FROM {n})" for n in names) + ") x;")
-        filled = _json(target_dsn, sql, "start", "target", runas)
-        if filled and not truncate_target:
+        rows = _filled(target_dsn, names, "start", runas)
+        kept = {n: c for n, c in rows.items() if n not in expendable}
+        if kept and not overwrite:
+            listed = ", ".join(f"{n} ({c} row{'s' if c != 1 else ''})" for n, c in sorted(kept.items()))
             raise CommandExecutionError(
-                f"pg_move start: target server ({_redact(target_dsn)}) already holds rows in {', '.join(filled)}: "
-                "the initial copy needs empty tables (truncate_target=True empties them)")
-        if filled:
-            _psql(target_dsn, f"TRUNCATE {', '.join(filled)};", "start (truncate)", "target", runas)
-            truncated = filled
+                f"pg_move start: target server ({_redact(target_dsn)}) already holds rows in {listed}: "
+                "the initial copy would replace them, so nothing was changed. If they are not needed "
+                "(an earlier test copy, not orders taken since a move), empty them or start again with "
+                "overwrite=True (orch.migrate: move.overwrite_target: true)")
+        if rows:
+            # every copy at once: a foreign key between them would refuse a part
+            _psql(target_dsn, f"TRUNCATE {', '.join(names)};", "start (truncate)", "target", runas)
+            truncated = sorted(rows)
 
     exists = _json(source_dsn, f"SELECT to_json(EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {_lit(publication)}));",
                    "start", "source", runas)
@@ -803,7 +821,8 @@ def finish(source_dsn, target_dsn, subscription="halite_move", runas=None):
 
 
 def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, publication="halite_move",
-         subscription="halite_move", sync_timeout=1800, catchup_timeout=120, runas=None):
+         subscription="halite_move", sync_timeout=1800, catchup_timeout=120, overwrite=False, expendable=None,
+         runas=None):
     """Move the database from the source to the target; writes stop only at the end.
 
     start, wait for the initial copy, freeze the role's writes on the source,
@@ -811,10 +830,18 @@ def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, pub
     copy the sequence positions, drop the subscription. Then switch the
     application to the target at once: the source stays frozen.
 
-    On any failure the source is unfrozen and the subscription dropped
-    before the error is raised: the application stays on the source. A move
-    that finished earlier (the role carries ``halite.moved_at``) is reported,
-    not repeated; a source frozen by an unfinished move is refused.
+    The target's tables must be empty (see :func:`start`): a target that
+    holds rows, say the orders the site took on it since an earlier move, is
+    refused with its tables and row counts, and nothing is changed, unless
+    ``overwrite`` is set.
+
+    On any failure the source is unfrozen, the subscription dropped and the
+    partial copy emptied (the tables were empty when this move began; the
+    ``expendable`` ones keep the source's copy) before
+    the error is raised: the application stays on the source, and the next
+    move starts from empty tables. A move that finished earlier (the role
+    carries ``halite.moved_at``) is reported, not repeated; a source frozen
+    by an unfinished move is refused.
 
     :param source_dsn: libpq DSN of the source database (a superuser there).
     :param target_dsn: libpq DSN of the target database (a superuser there).
@@ -824,6 +851,9 @@ def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, pub
     :param subscription: subscription and slot name.
     :param sync_timeout: seconds allowed for the initial copy.
     :param catchup_timeout: seconds allowed, writes frozen, for the target to catch up.
+    :param overwrite: empty target tables that hold rows (off: refuse such a target).
+    :param expendable: tables (``schema.table``) emptied on the target whatever
+        ``overwrite`` says (the migration tool's bookkeeping).
     :param runas: operating-system user to run psql as.
     :returns: ``{"ok": True, "already_moved": bool, "write_freeze_started": epoch (source clock),
         "ready_at": epoch, "downtime_s": freeze to ready-to-switch, "initial_sync_s",
@@ -854,12 +884,13 @@ def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, pub
             "(an interrupted move?): pg_move.finish drops it")
 
     step = "start"
-    froze = False
+    froze = copied = False
     report = {"ok": False, "already_moved": False}
     began = time.monotonic()
     try:
         report["start"] = start(source_dsn, target_dsn, source_conninfo_for_target, publication, subscription,
-                                truncate_target=True, runas=runas)
+                                overwrite=overwrite, expendable=expendable, runas=runas)
+        copied = report["start"]["tables"] is not None
         step = "wait_synced"
         synced = wait_synced(source_dsn, target_dsn, publication, subscription, sync_timeout, runas)
         report["initial_sync_s"] = round(time.monotonic() - began, 3)
@@ -898,8 +929,8 @@ def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, pub
     except Exception as exc:  # pylint: disable=broad-except
         cleanup = []
         try:
-            finish(source_dsn, target_dsn, subscription, runas)
-            cleanup.append(f"subscription {subscription} dropped")
+            if finish(source_dsn, target_dsn, subscription, runas)["subscription"] == "dropped":
+                cleanup.append(f"subscription {subscription} dropped")
         except Exception as cexc:  # pylint: disable=broad-except
             cleanup.append(f"could not drop subscription {subscription}: {cexc}")
         if froze or step == "freeze":
@@ -908,8 +939,19 @@ def move(source_dsn, target_dsn, source_conninfo_for_target=None, role=None, pub
                 cleanup.append(f"role {role} unfrozen on the source")
             except Exception as cexc:  # pylint: disable=broad-except
                 cleanup.append(f"could NOT unfreeze role {role} on the source: {cexc}")
+        if copied:
+            # this move's copy, into tables that were empty (or emptied) when it began
+            try:
+                # the bookkeeping stays: the copy brought the source's, which the schema matches
+                names = [t["table"] for t in tables(source_dsn, runas) if t["table"] not in set(expendable or ())]
+                if names:
+                    _psql(target_dsn, f"TRUNCATE {', '.join(names)};", "move (empty the copy)", "target", runas)
+                cleanup.append("the partial copy on the target emptied")
+            except Exception as cexc:  # pylint: disable=broad-except
+                cleanup.append(f"could not empty the partial copy on the target: {cexc}")
         raise CommandExecutionError(
-            f"pg_move move failed at {step}: {exc}; {'; '.join(cleanup)}; the application stays on the source") from exc
+            f"pg_move move failed at {step}: {exc}; {''.join(c + '; ' for c in cleanup)}"
+            "the application stays on the source") from exc
     report["ok"] = True
     report["source_frozen"] = True
     report["comment"] = (f"target holds the same {len(report['tables'])} tables; writes frozen "

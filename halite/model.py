@@ -91,6 +91,14 @@ def _pg_ident(v: str) -> str:
     return v
 
 
+def _pg_table(v: str) -> str:
+    schema, dot, table = v.partition(".")
+    if not dot or not _PG_IDENT.match(schema) or not _PG_IDENT.match(table):
+        raise ValueError(f"is {v!r}; a table here is schema.table, each a PostgreSQL name "
+                         "(lower-case letters, digits and '_')")
+    return v
+
+
 def _name(v: str) -> str:
     if not _NAME.match(v):
         raise ValueError(f"is {v!r}; a name is letters, digits, '_', '.' and '-', starting with a letter or digit")
@@ -209,6 +217,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 PositiveInt = Annotated[int, Field(ge=1)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 PgIdent = Annotated[str, AfterValidator(_pg_ident)]
+PgTable = Annotated[str, AfterValidator(_pg_table)]
 Name = Annotated[str, AfterValidator(_name)]
 Secret = Annotated[str, AfterValidator(_secret)]
 _GENERATED = ("empty: generated on the control machine on first use and kept there "
@@ -563,6 +572,13 @@ class Move(Model):
     catchup_timeout: Annotated[int, Field(ge=1)] = Field(120, description="seconds, writes frozen, to catch up")
     check_timeout: Annotated[int, Field(ge=1)] = Field(120, description="seconds for the site to answer from the cluster")
     report_downtime: bool = Field(False, description="orch.migrate turns it on")
+    overwrite_target: bool = Field(
+        False, description="let the move empty cluster tables that hold rows (off: such a cluster is refused, "
+                           "its tables and row counts named, nothing changed)")
+    expendable_tables: list[PgTable] = Field(
+        default_factory=lambda: ["public.schema_migrations"],
+        description="schema.table emptied on the cluster without asking: what the cluster's schema step fills "
+                    "(the site's list of applied migrations) and the copy brings over again")
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -5,7 +5,8 @@
 # the leader's PostgreSQL to the legacy server, waits for the copy, freezes
 # the app's writes there, checks that both sides are identical and syncs the
 # sequences (pg_move.move). On any failed check the legacy server is unfrozen
-# and the state fails: the site stays where it is.
+# and the state fails: the site stays where it is. A cluster whose tables hold
+# rows (the orders of an earlier move) is refused unless move.overwrite_target.
 web-move-database-to-cluster:
   module.run:
     - pg_move.move:
@@ -17,6 +18,8 @@ web-move-database-to-cluster:
       - subscription: {{ mv.subscription }}
       - sync_timeout: {{ mv.sync_timeout }}
       - catchup_timeout: {{ mv.catchup_timeout }}
+      - overwrite: {{ mv.overwrite_target|json }}
+      - expendable: {{ mv.expendable_tables|json }}
       - runas: {{ hl.users.superuser.username }}
     - onlyif:
       - fun: patroni.is_leader

@@ -154,6 +154,8 @@ def test_move_runs_on_the_leader_with_the_local_superuser(tmp):
     assert kwargs["source_dsn"] == kwargs["source_conninfo_for_target"] == \
         "host=10.77.1.20 port=5433 dbname=carsale user=legacy_move password=" + QUOTED_MOVE_PW
     assert kwargs["role"] == "carsale" and kwargs["runas"] == "postgres"
+    # a cluster whose tables hold rows is refused; only the migrations' bookkeeping is emptied
+    assert kwargs["overwrite"] is False and kwargs["expendable"] == ["public.schema_migrations"]
     assert {"fun": "patroni.is_leader"} in arg(states, "web-move-database-to-cluster", "onlyif")
 
 

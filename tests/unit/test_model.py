@@ -362,6 +362,10 @@ CASES = [
     ("pgbouncer-without-the-site-database", put("pgbouncer.databases", ["postgres"]), "pgbouncer.databases",
      ["must include the site's database 'carsale'"]),
     ("site-without-a-database", put("users.app.database", None), "users.app", ["needs database"]),
+    ("move-expendable-without-schema", put("move.expendable_tables", ["schema_migrations"]),
+     "move.expendable_tables[0]", ["'schema_migrations'", "schema.table"]),
+    ("move-overwrite-not-a-boolean", put("move.overwrite_target", "maybe"), "move.overwrite_target",
+     ["'maybe'", "expected true or false"]),
     ("web-on-an-unknown-network", put("web.listen_network", "dmz"), "web.listen_network",
      ["'dmz'", "known networks: edge, private"]),
     ("web-on-a-network-the-app-host-is-not-on", do(lambda d: (

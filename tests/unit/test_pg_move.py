@@ -28,6 +28,8 @@ PG_BIN = Path(os.environ.get("HALITE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin")
 SOURCE_PORT, TARGET_PORT = 55441, 55442
 ROLE = "carsale"
 CARS = 200
+#: the migration tool's bookkeeping, which ``migrate`` filled on the target too
+EXPENDABLE = ["public.schema_migrations"]
 
 psycopg = pytest.importorskip("psycopg")
 import pg_move  # noqa: E402  (tests/unit/conftest.py puts _modules on sys.path)
@@ -233,10 +235,13 @@ def test_failed_check_unfreezes_the_source_and_drops_the_subscription(servers, m
 
     monkeypatch.setattr(pg_move, "wait_caught_up", caught_up_then_lose_a_row)
     with pytest.raises(CommandExecutionError) as info:
-        pg_move.move(SOURCE, TARGET, role=ROLE, sync_timeout=60, catchup_timeout=30)
+        pg_move.move(SOURCE, TARGET, role=ROLE, sync_timeout=60, catchup_timeout=30, expendable=EXPENDABLE)
     msg = str(info.value)
     assert "failed at compare" in msg and "public.cars: 200 rows on the source, 199 on the target" in msg, msg
     assert "role carsale unfrozen" in msg and "subscription halite_move dropped" in msg, msg
+    # the partial copy is gone: the next move starts from empty tables
+    assert "the partial copy on the target emptied" in msg, msg
+    assert sql(TARGET_PORT, "SELECT count(*) FROM cars")[0][0] == 0
     # the application writes to the source again; nothing is left replicating
     assert pg_move.frozen(SOURCE, ROLE)["read_only"] is False
     sql(SOURCE_PORT, "INSERT INTO makes (name) VALUES ('after-failed-move')", user=ROLE)
@@ -245,10 +250,24 @@ def test_failed_check_unfreezes_the_source_and_drops_the_subscription(servers, m
 
 
 def test_start_refuses_a_target_that_holds_rows(servers):
-    # the failed move above left its copy on the target
-    with pytest.raises(CommandExecutionError, match="already holds rows in .*public.cars"):
-        pg_move.start(SOURCE, TARGET)
-    assert subscriptions(TARGET_PORT) == []
+    sql(TARGET_PORT, "INSERT INTO makes (name, country) VALUES ('only-on-the-target', 'Testland')")
+    migrations = sql(TARGET_PORT, "SELECT count(*) FROM schema_migrations")[0][0]
+    assert migrations >= 1
+    try:
+        with pytest.raises(CommandExecutionError, match=r"already holds rows in public.makes \(1 row\): .*"
+                                                        r"nothing was changed.*overwrite=True") as info:
+            pg_move.start(SOURCE, TARGET, expendable=EXPENDABLE)
+        assert "schema_migrations" not in str(info.value)
+        # without the bookkeeping named expendable, it is named too, with its count
+        with pytest.raises(CommandExecutionError,
+                           match=rf"public.makes \(1 row\), public.schema_migrations \({migrations} rows\)"):
+            pg_move.start(SOURCE, TARGET)
+        # nothing changed on the target
+        assert subscriptions(TARGET_PORT) == []
+        assert sql(TARGET_PORT, "SELECT count(*) FROM schema_migrations")[0][0] == migrations
+        assert sql(TARGET_PORT, "SELECT name FROM makes") == [("only-on-the-target",)]
+    finally:
+        sql(TARGET_PORT, "DELETE FROM makes WHERE name = 'only-on-the-target'")
 
 
 def test_switch_guard_refuses_before_a_move(servers):
@@ -263,12 +282,16 @@ def test_move_while_the_application_writes(servers):
     writer.start()
     time.sleep(0.3)
     try:
+        # a row only on the target: overwrite=True lets the move replace it
+        sql(TARGET_PORT, "INSERT INTO makes (name, country) VALUES ('only-on-the-target', 'Testland')")
         report = pg_move.move(SOURCE, TARGET, source_conninfo_for_target=SOURCE, role=ROLE,
-                              sync_timeout=120, catchup_timeout=60)
+                              sync_timeout=120, catchup_timeout=60, overwrite=True, expendable=EXPENDABLE)
     finally:
         writer.join(timeout=10)
         writer.stop.set()
     assert report["ok"] is True and report["already_moved"] is False
+    assert report["start"]["truncated"] == ["public.makes", "public.schema_migrations"]
+    assert sql(TARGET_PORT, "SELECT count(*) FROM makes WHERE name = 'only-on-the-target'")[0][0] == 0
     # writes went on during the copy and stopped at the freeze, with the read-only error
     assert writer.written > 0 and writer.refused and "read-only" in writer.refused
     assert 0 < report["downtime_s"] < 30
@@ -336,6 +359,19 @@ def test_unfreeze_lets_the_application_write_again(servers):
     state = pg_move.frozen(SOURCE, ROLE)
     assert state == {"role": ROLE, "read_only": False, "write_freeze_started": None, "moved_at": None}
     sql(SOURCE_PORT, "INSERT INTO makes (name) VALUES ('writable-again')", user=ROLE)
+
+
+def test_a_move_after_an_unfreeze_refuses_to_replace_what_the_target_holds(servers):
+    """The orders the application took on the target since the move are never truncated by a
+    second move: the unfreeze above cleared the source's mark of the finished move."""
+    before = pg_move.checksums(TARGET)
+    with pytest.raises(CommandExecutionError, match=r"failed at start: .*already holds rows in .*"
+                                                    r"public.cars \(\d+ rows\), .*public.orders \(\d+ rows\).*nothing was changed") as info:
+        pg_move.move(SOURCE, TARGET, role=ROLE, sync_timeout=60, catchup_timeout=30, expendable=EXPENDABLE)
+    assert "partial copy" not in str(info.value) and "dropped" not in str(info.value)
+    assert pg_move.checksums(TARGET) == before
+    assert subscriptions(TARGET_PORT) == [] and slots(SOURCE_PORT) == []
+    assert pg_move.frozen(SOURCE, ROLE)["read_only"] is False
 
 
 def test_errors_name_the_server_and_the_step(servers):
