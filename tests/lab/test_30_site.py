@@ -207,3 +207,38 @@ def test_switchover_while_clients_browse_and_buy(deployed):
     assert twice == [], f"cars sold twice: {twice}"
     confirmed = {car for car, status, ok in results if ok}
     assert sold >= len(confirmed) > 0
+
+
+def test_a_second_move_after_an_unfreeze_leaves_the_clusters_orders_alone(deployed):
+    """Unfreeze the old server (which clears its mark of the finished move) and run orch.migrate
+    again: the cluster's tables hold the orders the site took since the move, so the move
+    refuses, naming them with their row counts, and the cluster keeps every row."""
+    legacy = config.hosts_with_role(TOPO, "legacy_db")[0]
+    port, role = DATA["legacy"]["port"], APP["username"]
+    local = f"source_dsn=host=/var/run/postgresql port={port} dbname={APP['database']} user=postgres"
+    # an order the site takes on the cluster after the move
+    status, page = Client().buy(available_ids(1)[0], "after-the-move")
+    assert status == 200 and "is confirmed" in page, (status, page[-2000:])
+    before = cluster_counts()
+    rc, data = salt_ssh(legacy, "pg_move.unfreeze", local, f"role={role}", "runas=postgres")
+    assert rc == 0 and data[legacy]["read_only"] is False, data
+    try:
+        rc, data = salt_ssh(legacy, "pg_move.frozen", local, f"role={role}", "runas=postgres")
+        assert data[legacy]["moved_at"] is None, data  # the only guard a second move had before
+        res = run([BIN / "salt-run", "state.orchestrate", "orch.migrate", "--out=json"], timeout=900)
+        assert res.returncode != 0, res.stdout[-3000:]
+        listed = re.search(r"already holds rows in ([^:]*): the initial copy would replace them, so nothing "
+                           r"was changed", res.stdout)
+        assert listed, res.stdout[-4000:]
+        named = dict(re.findall(r"public\.(\w+) \((\d+) rows?\)", listed.group(1)))
+        assert {t: int(named.get(t, 0)) for t in TABLES} == before, listed.group(1)
+        assert cluster_counts() == before
+        assert api_status()["primary"]["host"] in DB_ADDRS  # the site stays on the cluster
+    finally:
+        # the old server as the move left it: the app's writes frozen there, the move recorded
+        rc, data = salt_ssh(legacy, "pg_move.freeze", local, f"role={role}", "runas=postgres")
+        assert rc == 0, data
+        run([BIN / "halite", "lab", "ssh", legacy, f"runuser -u postgres -- psql -p {port} -d {APP['database']} "
+             f"-qAtX -c \"ALTER ROLE {role} SET halite.moved_at = '{time.time():.3f}'\""], check=True)
+    rc, data = salt_ssh(legacy, "pg_move.frozen", local, f"role={role}", "runas=postgres")
+    assert data[legacy]["read_only"] is True and data[legacy]["moved_at"], data
