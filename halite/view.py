@@ -289,13 +289,53 @@ def patroni_api_view(data: dict) -> dict:
 
 
 def haproxy_checks(data: dict) -> dict:
-    """HAProxy's health checks of the members' Patroni API, per member: the options after
-    ``check port N`` on its ``server`` line (https verified against halite's CA, the name
-    checked being the member's host name, which its certificate carries), or "" in clear text."""
+    """How HAProxy verifies each member's Patroni API in its health check, per member: the
+    options on its ``server`` line (the certificate verified against halite's CA, the name
+    checked being the member's host name, which its certificate carries), or "" in clear text.
+    The check's ``tcp-check connect ... ssl`` rule uses them (:func:`haproxy_backends`)."""
     hosts = hosts_with_role(data["topology"], "db")
     if not tls_on(data)["patroni_api"]:
         return {h: "" for h in hosts}
-    return {h: f"check-ssl verify required ca-file {TLS_PATHS['ca']} check-sni {h} verifyhost {h}" for h in hosts}
+    return {h: f"verify required ca-file {TLS_PATHS['ca']} check-sni {h} verifyhost {h}" for h in hosts}
+
+
+#: PostgreSQL's SSLRequest (length 8, code 80877103): PgBouncer and PostgreSQL answer it with
+#: one byte, ``S`` (0x53) or ``N`` (0x4E), before any login; a hung one does not answer.
+PG_SSLREQUEST_HEX = "0000000804d2162f"
+
+
+def haproxy_backends(data: dict) -> dict:
+    """HAProxy's write and read backends, as its configuration prints them.
+
+    A member counts as up only when its Patroni API says so (``/primary``, or ``/replica``
+    no further behind than ``replica_max_lag``) *and* the server the traffic goes to
+    answers PostgreSQL's SSLRequest: a dead or hung PgBouncer takes its member out of
+    routing. Behind each member's PgBouncer, the write backend keeps a ``backup`` server
+    straight to that member's PostgreSQL (the same checks on its port, at most the
+    pooler's ``default_pool_size`` connections, HAProxy queues the rest): with the pooler
+    down on the primary's host, writes go on directly; once the pooler is back, new
+    sessions use it again and the direct ones are cut. The read backend keeps each member
+    as a ``backup`` that tracks the member's state in the write backend: with no replica
+    up, reads go to the primary.
+
+    :returns: ``{"servers": [{"name", "address", "verify"}], "check_ssl", "api_port",
+        "pooler_port", "postgres_port", "direct_maxconn", "sslrequest_hex", "direct_suffix",
+        "primary_suffix"}``
+    """
+    topo = data["topology"]
+    verify = haproxy_checks(data)
+    return {
+        "servers": [{"name": h, "address": cluster_address(topo, h), "verify": verify[h]}
+                    for h in hosts_with_role(topo, "db")],
+        "check_ssl": tls_on(data)["patroni_api"],
+        "api_port": data["patroni"]["restapi"]["port"],
+        "pooler_port": data["pgbouncer"]["port"],
+        "postgres_port": data["postgresql"]["port"],
+        "direct_maxconn": data["pgbouncer"]["default_pool_size"],
+        "sslrequest_hex": PG_SSLREQUEST_HEX,
+        "direct_suffix": "-postgres",
+        "primary_suffix": "-primary",
+    }
 
 
 def patroni_dcs(data: dict) -> dict:
@@ -768,7 +808,7 @@ def host_view(data: dict, host: str) -> dict:
         view["patroni_dcs"] = patroni_dcs(data)
         view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
     if "haproxy" in roles:
-        view["haproxy_checks"] = haproxy_checks(data)
+        view["haproxy_backends"] = haproxy_backends(data)
     if "legacy_db" in roles:
         view["legacy_hba_sources"] = legacy_hba_sources(data)
     if monitoring_host_of(topo):

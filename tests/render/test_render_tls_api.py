@@ -118,12 +118,27 @@ def test_haproxy_checks_patroni_over_verified_tls(tmp, mode):
     states = call(tmp, settings, "app-01", "state.show_sls", "haproxy")
     text = template(tmp, settings, "app-01", "haproxy/files/haproxy.cfg.jinja",
                     hl=arg(states, "haproxy-config-file", "context")["hl"])
-    servers = [line.strip() for line in text.splitlines() if line.strip().startswith("server ")]
-    assert len(servers) == 6  # primary and replicas, three members each
+    lines = [line.strip() for line in text.splitlines()]
+    servers = [line for line in lines if line.startswith("server ")]
+    # each listen: three members through their PgBouncer, three backups
+    assert len(servers) == 12, servers
+    tls = " verify required ca-file {ca} check-sni db-0{i} verifyhost db-0{i}"
     for i in (1, 2, 3):
-        plain = f"server db-0{i} 10.77.1.1{i}:6432 maxconn 1000 check port 8008"
-        tls = f" check-ssl verify required ca-file {CA} check-sni db-0{i} verifyhost db-0{i}"
-        assert servers.count(plain + (tls if name == "tls" else "")) == 2, servers
+        verify = tls.format(ca=CA, i=i) if name == "tls" else ""
+        assert (f"server db-0{i} 10.77.1.1{i}:6432 maxconn 1000 check on-marked-up shutdown-backup-sessions"
+                + verify) in servers
+        assert f"server db-0{i}-postgres 10.77.1.1{i}:5432 backup maxconn 20 check" + verify in servers
+        assert f"server db-0{i} 10.77.1.1{i}:6432 maxconn 1000 check" + verify in servers
+        assert f"server db-0{i}-primary 10.77.1.1{i}:6432 backup maxconn 1000 track primary/db-0{i}" in servers
+    # both listens: Patroni's API (over TLS when on), then the traffic's server answers an SSLRequest
+    ssl = " ssl" if name == "tls" else ""
+    connect = [i for i, line in enumerate(lines) if line == f"tcp-check connect port 8008{ssl}"]
+    assert len(connect) == 2
+    for i, uri in zip(connect, ("/primary", "/replica?lag=1MB")):
+        assert lines[i:i + 6] == [f"tcp-check connect port 8008{ssl}", f'tcp-check send "GET {uri} HTTP/1.0\\r\\n\\r\\n"',
+                                  'tcp-check expect rstring "^HTTP/1\\.[01] 200"', "tcp-check connect",
+                                  "tcp-check send-binary 0000000804d2162f", 'tcp-check expect rbinary "^(53|4E)"']
+    assert "check-ssl" not in text and "httpchk" not in text
     if name == "tls":
         assert {"file": "halite-tls-ca"} in arg(states, "haproxy-config-file", "require")
 

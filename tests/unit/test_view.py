@@ -171,11 +171,18 @@ def test_patroni_api_and_haproxy_checks_follow_the_patroni_api_link(data):
                    "tls": {"ca": "/etc/halite/tls/ca.crt", "cert": "/etc/halite/tls/host.crt",
                            "key": "/etc/halite/tls/postgres.key"}}
     checks = view.haproxy_checks(data)
-    assert checks["db-02"] == "check-ssl verify required ca-file /etc/halite/tls/ca.crt check-sni db-02 verifyhost db-02"
+    assert checks["db-02"] == "verify required ca-file /etc/halite/tls/ca.crt check-sni db-02 verifyhost db-02"
+    backends = view.haproxy_backends(data)
+    assert backends["servers"][1] == {"name": "db-02", "address": "10.77.1.12", "verify": checks["db-02"]}
+    assert (backends["check_ssl"], backends["api_port"], backends["pooler_port"], backends["postgres_port"],
+            backends["direct_maxconn"]) == (True, 8008, 6432, 5432, 20)
+    # PostgreSQL's SSLRequest: length 8, then the code 1234 5679
+    assert bytes.fromhex(backends["sslrequest_hex"]) == (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
     assert list(checks) == ["db-01", "db-02", "db-03"]
     off = plaintext(data, "patroni_api")
     assert view.patroni_api_view(off) == {"scheme": "http", "local_url": "http://127.0.0.1:8008", "tls": None}
     assert set(view.haproxy_checks(off).values()) == {""}
+    assert view.haproxy_backends(off)["check_ssl"] is False
 
 
 def test_tls_clients_for_orchestrations(data):
