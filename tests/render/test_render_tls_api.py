@@ -129,7 +129,8 @@ def test_haproxy_checks_patroni_over_verified_tls(tmp, mode):
                 + verify) in servers
         assert f"server db-0{i}-postgres 10.77.1.1{i}:5432 backup maxconn 20 check" + verify in servers
         assert f"server db-0{i} 10.77.1.1{i}:6432 maxconn 1000 check" + verify in servers
-        assert f"server db-0{i}-primary 10.77.1.1{i}:6432 backup maxconn 1000 track primary/db-0{i}" in servers
+        # (HAProxy wants the check's TLS settings on a tracking server too)
+        assert f"server db-0{i}-primary 10.77.1.1{i}:6432 backup maxconn 1000 track primary/db-0{i}" + verify in servers
     # both listens: Patroni's API (over TLS when on), then the traffic's server answers an SSLRequest
     ssl = " ssl" if name == "tls" else ""
     connect = [i for i, line in enumerate(lines) if line == f"tcp-check connect port 8008{ssl}"]
