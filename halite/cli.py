@@ -54,7 +54,7 @@ def _lab(args: argparse.Namespace) -> int:
         from halite import faults
 
         if len(args.hosts) < 2 or args.hosts[0] not in faults.ACTIONS:
-            print(f"usage: halite lab fault {{{'|'.join(faults.ACTIONS)}}} HOST [--peers H1,H2] [--what patroni|postgres|host]",
+            print(f"usage: halite lab fault {{{'|'.join(faults.ACTIONS)}}} HOST [--peers H1,H2] [--what patroni|postgres|pgbouncer|host]",
                   file=sys.stderr)
             return 2
         action, host, *rest = args.hosts

@@ -3,7 +3,9 @@
 They reach into a host's namespaces with ``nsenter`` (or stop its container),
 not through Salt or SSH, so they work even when the host is cut off. Every
 fault has its undo: ``poweron`` for ``poweroff``, ``heal`` for ``partition``,
-``etcd-start`` for ``etcd-stop``, ``thaw`` for ``freeze``.
+``etcd-start`` for ``etcd-stop``, ``thaw`` for ``freeze`` (``--what pgbouncer``: a hung
+pooler). After ``postgres-kill`` Patroni starts PostgreSQL again; after ``patroni-kill`` and
+``pgbouncer-kill`` systemd restarts what was killed.
 
 CLI Example::
 
@@ -138,14 +140,30 @@ def etcd_start(host: str) -> str:
     return f"{host}: etcd starting"
 
 
+def pgbouncer_pid(host: str) -> int:
+    res = _nsenter(host, ["systemctl", "show", "-p", "MainPID", "--value", "pgbouncer"])
+    pid = int(res.stdout.strip() or 0)
+    if not pid:
+        raise RuntimeError(f"{host}: pgbouncer is not running")
+    return pid
+
+
+def pgbouncer_kill(host: str) -> str:
+    pid = pgbouncer_pid(host)
+    _nsenter(host, ["kill", "-KILL", str(pid)])
+    return f"{host}: pgbouncer {pid} killed (SIGKILL); systemd restarts it"
+
+
 def _freeze_pids(host: str, what: str) -> list[int]:
     if what == "patroni":
         return [patroni_pid(host)]
     if what == "postgres":
         return [postmaster_pid(host)]
+    if what == "pgbouncer":
+        return [pgbouncer_pid(host)]
     if what == "host":
         return [patroni_pid(host), postmaster_pid(host)]
-    raise RuntimeError(f"freeze what? {what!r}: patroni, postgres or host")
+    raise RuntimeError(f"freeze what? {what!r}: patroni, postgres, pgbouncer or host")
 
 
 def freeze(host: str, what: str = "host") -> str:
@@ -164,6 +182,7 @@ def thaw(host: str, what: str = "host") -> str:
 ACTIONS = {
     "postgres-kill": postgres_kill,
     "patroni-kill": patroni_kill,
+    "pgbouncer-kill": pgbouncer_kill,
     "poweroff": poweroff,
     "poweron": poweron,
     "partition": partition,

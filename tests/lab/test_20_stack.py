@@ -124,9 +124,72 @@ def test_haproxy_stats_page_asks_for_its_login(deployed):
 
 
 def haproxy_write_backend():
-    csv = haproxy_stats_csv()
-    up = [l.split(",")[1] for l in csv.splitlines() if l.startswith("primary,") and ",UP," in l]
-    return [s for s in up if s != "BACKEND"]
+    """The write backend's servers that are up, but for the backups (straight to PostgreSQL)."""
+    lines = haproxy_stats_csv().splitlines()
+    fields = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(fields, line.split(","))) for line in lines[1:] if line.startswith("primary,")]
+    return [r["svname"] for r in rows if r["status"] == "UP" and r["svname"] not in ("FRONTEND", "BACKEND")
+            and r["bck"] == "0"]
+
+
+HAPROXY_ADDR = config.cluster_address(DATA["topology"], config.hosts_with_role(DATA["topology"], "haproxy")[0])
+
+
+def session_route(port: int):
+    """(client address PostgreSQL sees, in recovery?, the member's address) of a session through
+    HAProxy's ``port``: the client is the member itself (or a local socket, None) through its
+    PgBouncer, the HAProxy host when HAProxy went straight to PostgreSQL."""
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        return conn.execute("SELECT host(inet_client_addr()), pg_is_in_recovery(), host(inet_server_addr())").fetchone()
+
+
+def fault(*args: str) -> None:
+    run([BIN / "halite", "lab", "fault", *args], check=True)
+
+
+def test_routing_follows_the_pooler(deployed):
+    """A member counts as up for HAProxy only when its PgBouncer answers: with the primary's
+    pooler hung, then killed, writes go straight to the primary's PostgreSQL and come back
+    through the pooler once it answers again; with the replicas' poolers hung, reads go to
+    the primary. Prints how long each took (polling every 0.5 s)."""
+    leader = wait_for(healthy_cluster, 120, 2, "a healthy cluster")
+    replicas = [h for h in DB_HOSTS if h != leader]
+    write, read = DATA["haproxy"]["write_port"], DATA["haproxy"]["read_port"]
+    assert session_route(write)[0] != HAPROXY_ADDR  # through the primary's pooler
+    direct = (HAPROXY_ADDR, False, ADDR[leader])
+    took = {}
+
+    t0 = time.monotonic()
+    fault("freeze", leader, "--what", "pgbouncer")
+    try:
+        assert wait_for(lambda: session_route(write) == direct, 30, 0.5, "writes with the primary's pooler hung")
+        took["writes, pooler hung"] = time.monotonic() - t0
+        write_probe(f"pooler-hung-{time.time_ns()}")
+    finally:
+        fault("thaw", leader, "--what", "pgbouncer")
+    t0 = time.monotonic()
+    assert wait_for(lambda: session_route(write)[0] != HAPROXY_ADDR, 30, 0.5, "writes through the pooler again")
+    took["back through the pooler"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    fault("pgbouncer-kill", leader)
+    # writes go on, directly or through the restarted pooler (systemd restarts it in a second)
+    assert wait_for(lambda: session_route(write)[1] is False, 30, 0.5, "writes with the primary's pooler killed")
+    took["writes, pooler killed"] = time.monotonic() - t0
+    assert wait_for(lambda: session_route(write)[0] != HAPROXY_ADDR, 30, 0.5, "the restarted pooler")
+
+    t0 = time.monotonic()
+    for host in replicas:
+        fault("freeze", host, "--what", "pgbouncer")
+    try:
+        assert wait_for(lambda: session_route(read)[1:] == (False, ADDR[leader]), 30, 0.5,
+                        "reads on the primary with no replica's pooler answering")
+        took["reads on the primary"] = time.monotonic() - t0
+    finally:
+        for host in replicas:
+            fault("thaw", host, "--what", "pgbouncer")
+    assert wait_for(lambda: session_route(read)[1] is True, 30, 0.5, "reads on a replica again")
+    print("seconds until:", {k: round(v, 1) for k, v in took.items()})
 
 
 def test_switchover_to_a_named_replica_moves_haproxy_too(deployed):
