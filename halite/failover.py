@@ -29,6 +29,8 @@ from halite.workload import Workload
 SCENARIOS = [
     "switchover", "postgres-crash", "patroni-crash", "primary-poweroff", "primary-partition",
     "replica-poweroff", "etcd-member-loss", "etcd-quorum-loss", "primary-hang", "full-restart",
+    # routing (issue 14): the pooler on the primary's host dies or hangs, HAProxy dies
+    "pgbouncer-kill", "pgbouncer-hang", "haproxy-kill",
 ]
 #: Scenarios whose fault must be undone before anything can serve writes again.
 NEEDS_UNDO = ("full-restart",)
@@ -331,6 +333,13 @@ def inject(cluster: Cluster, scenario: str) -> tuple[str, Callable[[], None], fl
         return f"etcd stopped on {', '.join(lost)} (quorum lost)", undo, ttl + 10
     if scenario == "primary-hang":
         return faults.freeze(leader, "host"), lambda: faults.thaw(leader, "host"), ttl + 5
+    if scenario == "pgbouncer-kill":
+        return faults.pgbouncer_kill(leader), nothing, 0
+    if scenario == "pgbouncer-hang":
+        # HAProxy sends writes straight to the primary's PostgreSQL meanwhile
+        return (faults.freeze(leader, "pgbouncer"), lambda: faults.thaw(leader, "pgbouncer"), 15)
+    if scenario == "haproxy-kill":
+        return faults.haproxy_kill(cluster.proxy), nothing, 0
     if scenario == "full-restart":
         faults.poweroff(*cluster.db_hosts)
 

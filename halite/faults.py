@@ -5,7 +5,7 @@ not through Salt or SSH, so they work even when the host is cut off. Every
 fault has its undo: ``poweron`` for ``poweroff``, ``heal`` for ``partition``,
 ``etcd-start`` for ``etcd-stop``, ``thaw`` for ``freeze`` (``--what pgbouncer``: a hung
 pooler). After ``postgres-kill`` Patroni starts PostgreSQL again; after ``patroni-kill`` and
-``pgbouncer-kill`` systemd restarts what was killed.
+``pgbouncer-kill`` (and ``haproxy-kill``) systemd restarts what was killed.
 
 CLI Example::
 
@@ -154,6 +154,12 @@ def pgbouncer_kill(host: str) -> str:
     return f"{host}: pgbouncer {pid} killed (SIGKILL); systemd restarts it"
 
 
+def haproxy_kill(host: str) -> str:
+    """SIGKILL to every HAProxy process on ``host`` (master and workers); its unit restarts it."""
+    _nsenter(host, ["systemctl", "kill", "--signal=KILL", "haproxy"])
+    return f"{host}: haproxy killed (SIGKILL); systemd restarts it"
+
+
 def _freeze_pids(host: str, what: str) -> list[int]:
     if what == "patroni":
         return [patroni_pid(host)]
@@ -183,6 +189,7 @@ ACTIONS = {
     "postgres-kill": postgres_kill,
     "patroni-kill": patroni_kill,
     "pgbouncer-kill": pgbouncer_kill,
+    "haproxy-kill": haproxy_kill,
     "poweroff": poweroff,
     "poweron": poweron,
     "partition": partition,
