@@ -134,6 +134,7 @@ def cases(mon: dict) -> dict[str, dict]:
                              t["pgbouncer_client_limit"] + 1, 10)],
             "labels": target("pgbouncer", "db-01", 9127), "value": t["pgbouncer_client_limit"] + 1},
         "HAProxyNoWriteBackend": {"input": [series("haproxy_backend_active_servers", hap, 0, 1),
+                                            series("haproxy_backend_backup_servers", hap, 0, 0),
                                             # the replicas' proxy has servers: it must not count
                                             series("haproxy_backend_active_servers", {**hap, "proxy": "replicas"},
                                                    2, 2)],
@@ -323,3 +324,19 @@ def test_the_readme_lists_every_alert(rules_file):
     listed = {line.split("|")[1].strip() for line in text.splitlines()
               if line.startswith("| ") and not line.startswith(("| alert ", "|---"))}
     assert listed == set(alerts_of(rules_file))
+
+
+def test_no_write_backend_alert_while_a_backup_takes_the_writes(tmp, rules_file):
+    """The primary's PgBouncer down: HAProxy writes straight to its PostgreSQL (a backup server),
+    so the writes have a server and HAProxyNoWriteBackend stays quiet."""
+    hap = target("haproxy", "app-01", 7000, ",app,haproxy,legacy_db,")
+    hap = {**hap, "proxy": "primary"}
+    path = tmp / "backup_test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": [{
+        "name": "backup", "interval": "1m",
+        "input_series": [{"series": series("haproxy_backend_active_servers", hap, 0, 0)["series"], "values": "0x40"},
+                         {"series": series("haproxy_backend_backup_servers", hap, 0, 0)["series"], "values": "1x40"}],
+        "alert_rule_test": [{"eval_time": FIRE_AT, "alertname": "HAProxyNoWriteBackend", "exp_alerts": []}]}]},
+        sort_keys=False, width=200))
+    res = promtool("test", "rules", str(path))
+    assert res.returncode == 0, res.stdout + res.stderr
