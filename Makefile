@@ -58,12 +58,14 @@ demo: deps
 
 # The lab tests mostly wait on the lab; the others (unit, render, web, workload) only need the
 # CPU. Both run at once: the others at the lowest priority (the lab keeps the CPU it needs),
-# their output in .test-logs/offline.log, shown when both have ended.
+# their output in .test-logs/offline.log, shown when both have ended. (`tests --ignore=tests/lab`,
+# not the four folders: named at once, their conftest.py files would all be loaded first and the
+# last one would answer every `from conftest import`.)
 test: deps
 	@mkdir -p .test-logs
 	@echo "==> unit, render, web and workload tests in the background (nice 19): .test-logs/offline.log"
 	@nice -n 19 $(VENV)/bin/pytest -v -rs --durations=15 -p no:cacheprovider \
-		tests/unit tests/render tests/web tests/workload > .test-logs/offline.log 2>&1 & offline=$$!; \
+		tests --ignore=tests/lab > .test-logs/offline.log 2>&1 & offline=$$!; \
 	trap 'kill $$offline 2>/dev/null; exit 130' INT TERM; \
 	$(VENV)/bin/pytest -v -rs --durations=25 tests/lab; lab=$$?; \
 	wait $$offline; off=$$?; \

@@ -438,19 +438,57 @@ def ssh_base(topo: dict, host: str) -> list[str]:
     return opts + ["-o", proxy, f"root@{config.cluster_address(topo, host)}"]
 
 
+class SshTimeout(RuntimeError):
+    """sshd did not answer on ``pending`` (``{host: ssh's last error}``) in time."""
+
+    def __init__(self, timeout: float, pending: dict):
+        super().__init__(f"sshd did not answer within {timeout:.0f}s on: {', '.join(pending)}")
+        self.pending = pending
+
+
 def wait_ssh(topo: dict, hosts: list[str], timeout: float = 120) -> None:
     deadline = time.time() + timeout
-    pending = list(hosts)
+    pending = {h: "" for h in hosts}
     while pending and time.time() < deadline:
         for host in list(pending):
             res = subprocess.run(ssh_base(topo, host) + ["true"], capture_output=True, text=True)
             if res.returncode == 0:
                 log(f"{host}: sshd answers")
-                pending.remove(host)
+                del pending[host]
+            else:
+                pending[host] = " ".join(res.stderr.split())[-300:]
         if pending:
             time.sleep(1)
     if pending:
-        raise RuntimeError(f"sshd did not answer within {timeout:.0f}s on: {', '.join(pending)}")
+        raise SshTimeout(timeout, pending)
+
+
+def _boot_report(host: str, state: dict) -> str:
+    """What a container that does not answer says about its boot (systemd, sshd, the journal)."""
+    try:
+        pid = leader_pid(host, state)
+    except RuntimeError as exc:
+        return str(exc)
+    res = subprocess.run(["nsenter", "-t", str(pid), "-a", "sh", "-c",
+                          "systemctl is-system-running; systemctl --failed --no-legend; "
+                          "systemctl status ssh --no-pager -n 5; journalctl -b -n 15 --no-pager"],
+                         capture_output=True, text=True, timeout=60)
+    return (res.stdout + res.stderr).strip()
+
+
+def _wait_ssh_or_restart(topo: dict, hosts: list[str], state: dict) -> None:
+    """:func:`wait_ssh`; a container whose sshd does not answer is reported (its boot, ssh's
+    last error) and restarted once, then waited for again. Seen once on a fresh ``lab up``
+    right after a ``lab down``: one of seven containers never answered."""
+    try:
+        wait_ssh(topo, hosts)
+    except SshTimeout as exc:
+        for host, error in exc.pending.items():
+            log(f"{host}: sshd did not answer (ssh: {error or 'no error'}); its boot:\n{_boot_report(host, state)}")
+            log(f"{host}: restarting its container once")
+            stop_host(host, state)
+            start_host(topo, host, state)
+        wait_ssh(topo, list(exc.pending))
 
 
 def up(hosts: list[str] | None = None) -> dict:
@@ -474,7 +512,7 @@ def up(hosts: list[str] | None = None) -> dict:
     write_known_hosts(topo)
     for host in targets:
         start_host(topo, host, state)
-    wait_ssh(topo, [jump] + [h for h in targets if h != jump])
+    _wait_ssh_or_restart(topo, [jump] + [h for h in targets if h != jump], state)
     return state
 
 

@@ -90,3 +90,36 @@ def test_status_shows_each_hosts_release(tmp_path, monkeypatch):
         "jump-01": "trixie", "db-01": "trixie", "db-02": "trixie", "db-03": "trixie", "app-01": "bookworm",
         "backup-01": "trixie"}
     assert all(r["state"] == "stopped" for r in rows.values())
+
+
+def test_a_container_whose_sshd_does_not_answer_is_reported_and_restarted_once(monkeypatch, capsys):
+    calls = []
+
+    def wait_ssh(topo, hosts, timeout=120):
+        calls.append(("wait", list(hosts)))
+        if len(calls) == 1:
+            raise lab.SshTimeout(120, {"db-02": "Connection timed out during banner exchange"})
+
+    monkeypatch.setattr(lab, "wait_ssh", wait_ssh)
+    monkeypatch.setattr(lab, "_boot_report", lambda host, state: "degraded\nssh.service: active")
+    monkeypatch.setattr(lab, "stop_host", lambda host, state: calls.append(("stop", host)))
+    monkeypatch.setattr(lab, "start_host", lambda topo, host, state: calls.append(("start", host)))
+    lab._wait_ssh_or_restart({}, ["jump-01", "db-01", "db-02"], {"hosts": {}})
+    assert calls == [("wait", ["jump-01", "db-01", "db-02"]), ("stop", "db-02"), ("start", "db-02"),
+                     ("wait", ["db-02"])]
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "db-02: sshd did not answer (ssh: Connection timed out during banner exchange); its boot:" in text
+    assert "degraded" in text and "db-02: restarting its container once" in text
+
+
+def test_a_container_that_does_not_answer_twice_fails_lab_up(monkeypatch):
+    def wait_ssh(topo, hosts, timeout=120):
+        raise lab.SshTimeout(120, {"db-02": ""})
+
+    monkeypatch.setattr(lab, "wait_ssh", wait_ssh)
+    monkeypatch.setattr(lab, "_boot_report", lambda host, state: "")
+    monkeypatch.setattr(lab, "stop_host", lambda host, state: None)
+    monkeypatch.setattr(lab, "start_host", lambda topo, host, state: None)
+    with pytest.raises(lab.SshTimeout, match="sshd did not answer within 120s on: db-02"):
+        lab._wait_ssh_or_restart({}, ["db-02"], {"hosts": {}})
