@@ -198,10 +198,22 @@ monitoring-postgres-exporter-env:
     - require:
       - pkg: monitoring-postgres-exporter-pkg
 
+# Debian's package starts the exporter at once with an empty DATA_SOURCE_NAME: it exits, its
+# unit restarts it every 100 ms until systemd's start limit marks it failed, and for the next
+# 10 s a start is refused ("attempted too often"). Right after the install, that loop is
+# stopped and its count cleared before our first start (a converged host has nothing to do).
+monitoring-postgres-exporter-reset:
+  cmd.run:
+    - name: systemctl stop prometheus-postgres-exporter; systemctl reset-failed prometheus-postgres-exporter
+    - onchanges:
+      - pkg: monitoring-postgres-exporter-pkg
+
 monitoring-postgres-exporter-service:
   service.running:
     - name: prometheus-postgres-exporter
     - enable: True
+    - require:
+      - cmd: monitoring-postgres-exporter-reset
     - watch:
       - file: monitoring-postgres-exporter-password
       - file: monitoring-postgres-exporter-env

@@ -340,3 +340,16 @@ def test_no_write_backend_alert_while_a_backup_takes_the_writes(tmp, rules_file)
         sort_keys=False, width=200))
     res = promtool("test", "rules", str(path))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_postgres_exporter_is_reset_before_its_first_start(tmp):
+    """Debian's package starts the exporter with an empty DSN: it fails until systemd's start
+    limit refuses further starts for 10 s, which failed orch.deploy in CI. Right after the install
+    (only then: a converged host has nothing to do) the loop is stopped and its count cleared
+    before the service state starts it."""
+    states = rendering.answer(tmp, "db-01", "state.show_sls", "monitoring.exporters")
+    reset = "monitoring-postgres-exporter-reset"
+    assert rendering.arg(states, reset, "name") == ("systemctl stop prometheus-postgres-exporter; "
+                                                    "systemctl reset-failed prometheus-postgres-exporter")
+    assert rendering.arg(states, reset, "onchanges") == [{"pkg": "monitoring-postgres-exporter-pkg"}]
+    assert {"cmd": reset} in rendering.arg(states, "monitoring-postgres-exporter-service", "require")
