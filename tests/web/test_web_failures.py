@@ -161,7 +161,7 @@ class TcpProxy:
                     if not data:
                         return
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the other side's socket was closed (fd -1) by stop()
             return
         finally:
             for s in (a, b):
