@@ -40,12 +40,24 @@ def postmaster_pid(host: str) -> int:
     return int(res.stdout.strip())
 
 
-def patroni_pid(host: str) -> int:
-    res = _nsenter(host, ["systemctl", "show", "-p", "MainPID", "--value", "patroni"])
+def unit_pid(host: str, unit: str) -> int:
+    """The main PID of systemd unit ``unit`` on ``host`` (patroni, pgbouncer)."""
+    res = _nsenter(host, ["systemctl", "show", "-p", "MainPID", "--value", unit])
     pid = int(res.stdout.strip() or 0)
     if not pid:
-        raise RuntimeError(f"{host}: patroni is not running")
+        raise RuntimeError(f"{host}: {unit} is not running")
     return pid
+
+
+def _kill_unit(host: str, unit: str) -> str:
+    """SIGKILL to ``unit``'s main process; systemd restarts it."""
+    pid = unit_pid(host, unit)
+    _nsenter(host, ["kill", "-KILL", str(pid)])
+    return f"{host}: {unit} {pid} killed (SIGKILL); systemd restarts it"
+
+
+def patroni_pid(host: str) -> int:
+    return unit_pid(host, "patroni")
 
 
 def postgres_kill(host: str) -> str:
@@ -55,9 +67,7 @@ def postgres_kill(host: str) -> str:
 
 
 def patroni_kill(host: str) -> str:
-    pid = patroni_pid(host)
-    _nsenter(host, ["kill", "-KILL", str(pid)])
-    return f"{host}: patroni {pid} killed (SIGKILL); systemd restarts it"
+    return _kill_unit(host, "patroni")
 
 
 def poweroff(*hosts: str) -> str:
@@ -140,18 +150,8 @@ def etcd_start(host: str) -> str:
     return f"{host}: etcd starting"
 
 
-def pgbouncer_pid(host: str) -> int:
-    res = _nsenter(host, ["systemctl", "show", "-p", "MainPID", "--value", "pgbouncer"])
-    pid = int(res.stdout.strip() or 0)
-    if not pid:
-        raise RuntimeError(f"{host}: pgbouncer is not running")
-    return pid
-
-
 def pgbouncer_kill(host: str) -> str:
-    pid = pgbouncer_pid(host)
-    _nsenter(host, ["kill", "-KILL", str(pid)])
-    return f"{host}: pgbouncer {pid} killed (SIGKILL); systemd restarts it"
+    return _kill_unit(host, "pgbouncer")
 
 
 def haproxy_kill(host: str) -> str:
@@ -166,7 +166,7 @@ def _freeze_pids(host: str, what: str) -> list[int]:
     if what == "postgres":
         return [postmaster_pid(host)]
     if what == "pgbouncer":
-        return [pgbouncer_pid(host)]
+        return [unit_pid(host, "pgbouncer")]
     if what == "host":
         return [patroni_pid(host), postmaster_pid(host)]
     raise RuntimeError(f"freeze what? {what!r}: patroni, postgres, pgbouncer or host")
