@@ -54,25 +54,36 @@ class Step(NamedTuple):
     ran: bool = True  # ended: False when it never started (a requisite failed)
 
 
-def _first_failure(changes: dict) -> str:
-    """``host: state-id: comment`` of the first failed state in a ``salt.state`` step's changes."""
+def _failures(changes: dict) -> list[str]:
+    """``host: state-id: comment`` of every failed state in a ``salt.state`` step's changes,
+    hosts in order, each host's states in the order they ran."""
     per_host = changes.get("ret") if isinstance(changes, dict) else None
     if not isinstance(per_host, dict):
-        return ""
+        return []
+    out = []
     for host, states in sorted(per_host.items()):
         if isinstance(states, str):  # an error in place of the host's state results
-            return f"{host}: {states}"
+            out.append(f"{host}: {states}")
+            continue
         if not isinstance(states, dict):
             continue
-        for key, ret in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0) if isinstance(kv[1], dict) else 0):
-            if isinstance(ret, dict) and ret.get("result") is False:
+        for key, ret in sorted(((k, v) for k, v in states.items() if isinstance(v, dict)),
+                               key=lambda kv: kv[1].get("__run_num__", 0)):
+            if ret.get("result") is False:
                 state_id = ret.get("__id__") or (key.split("_|-")[1] if "_|-" in key else key)
-                return f"{host}: {state_id}: {str(ret.get('comment', '')).strip()}"
-    return ""
+                out.append(f"{host}: {state_id}: {' '.join(str(ret.get('comment', '')).split())}")
+    return out
+
+
+def _first_failure(changes: dict) -> str:
+    """``host: state-id: comment`` of the first failed state in a ``salt.state`` step's changes."""
+    failures = _failures(changes)
+    return failures[0] if failures else ""
 
 
 def failed_states(output: dict) -> list[str]:
-    """``step: host: state-id: comment`` of every failed state in ``salt-run --out=json`` output.
+    """``step: host: state-id: comment`` of every failed state in ``salt-run --out=json`` output
+    (``step: comment`` for a failed step without host results).
 
     What a failed orchestration's reader needs first (the whole JSON is thousands of lines).
 
@@ -87,23 +98,9 @@ def failed_states(output: dict) -> list[str]:
                            key=lambda s: s.get("__run_num__", 0)):
             if step.get("result") is not False:
                 continue
-            changes = step.get("changes") or {}
-            per_host = changes.get("ret") if isinstance(changes, dict) else None
-            found = False
-            for host, states in sorted((per_host or {}).items()) if isinstance(per_host, dict) else ():
-                if isinstance(states, str):
-                    lines.append(f"{step.get('__id__')}: {host}: {states}")
-                    found = True
-                    continue
-                for key, ret in sorted(((k, v) for k, v in (states or {}).items() if isinstance(v, dict)),
-                                       key=lambda kv: kv[1].get("__run_num__", 0)):
-                    if ret.get("result") is False:
-                        state_id = ret.get("__id__") or key
-                        comment = " ".join(str(ret.get("comment", "")).split())
-                        lines.append(f"{step.get('__id__')}: {host}: {state_id}: {comment}")
-                        found = True
-            if not found:
-                lines.append(f"{step.get('__id__')}: {' '.join(str(step.get('comment', '')).split())}")
+            found = _failures(step.get("changes") or {})
+            lines += [f"{step.get('__id__')}: {line}" for line in found] or [
+                f"{step.get('__id__')}: {' '.join(str(step.get('comment', '')).split())}"]
     return lines
 
 
