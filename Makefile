@@ -5,10 +5,11 @@ PY    := $(VENV)/bin/python
 HALITE := $(VENV)/bin/halite
 SALT_SSH := $(VENV)/bin/salt-ssh
 RUNS ?= 3
+CUTS ?= 9
 DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
         postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
 
-.PHONY: deps demo test test-unit down status bench-failover bench-loop-wait bench-web bench-backup clean
+.PHONY: deps demo test test-unit down status bench-failover bench-power-loss bench-connections bench-loop-wait bench-web bench-backup clean
 
 $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Debian packages: $(DEBS)"
@@ -88,6 +89,21 @@ bench-failover: deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
+
+# The power-loss headline: CUTS (9 unless told) power cuts of the primary per profile, each at a
+# random point of Patroni's loop, with the lock's age at each cut (bench/results/power-loss.md).
+bench-power-loss: deps
+	$(HALITE) lab up
+	$(HALITE) orch deploy
+	$(HALITE) bench failover --runs $(CUTS) --scenarios primary-poweroff \
+	  --profiles halite,patroni-defaults --out bench/results/power-loss
+
+# A storm of new clients through HAProxy: 1,000 and 5,000 at once on each port, connect times
+# and errors (bench/results/connections.md).
+bench-connections: deps
+	$(HALITE) lab up
+	$(HALITE) orch deploy
+	$(PY) -m halite.stormbench --clients 1000,5000 --ports write,read
 
 # Why loop_wait is 3: power loss and PostgreSQL crash under loop_wait 2, 3, 4, in one run.
 bench-loop-wait: deps

@@ -34,6 +34,11 @@ SCENARIOS = [
 ]
 #: Scenarios whose fault must be undone before anything can serve writes again.
 NEEDS_UNDO = ("full-restart",)
+#: Scenarios where the leader stops renewing its lock and the replicas wait for it to expire:
+#: their write gap depends on the lock's age at the fault, recorded by :class:`LockWatch`.
+LOCK_EXPIRY = ("primary-poweroff", "primary-partition", "primary-hang")
+#: What Patroni logs on the leader each time its HA loop has renewed the leader lock.
+LOCK_RENEWED = "the leader with the lock"
 
 # Python run in the app host's network namespace (it may reach Patroni's API).
 _TCP = """
@@ -126,6 +131,78 @@ class AlertWatch:
         if self._thread.is_alive():
             self._thread.join(timeout=self.timeout + self.interval + 1)
         return dict(sorted(self.seen.items()))
+
+
+class LockWatch:
+    """When the leader last renewed its lock before a fault, from its Patroni journal.
+
+    A follower (``journalctl -f`` on ``host``, entered with nsenter, bounded by ``timeout``
+    so it ends by itself) runs from before the fault; a power cut kills it with the host.
+    :meth:`age_at` reads what it printed and returns the lock's age at the fault: seconds
+    from the last renewal (Patroni's "... the leader with the lock" line) to the fault.
+
+    Example::
+
+        watch = LockWatch("db-01").start()
+        t_cut = time.time(); faults.poweroff("db-01")
+        watch.age_at(t_cut)   # 1.84 (None when no renewal was seen)
+    """
+
+    def __init__(self, host: str, timeout: float = 120.0):
+        self.host, self.timeout = host, timeout
+        self.renewals: list[float] = []
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> "LockWatch":
+        pid = lab.leader_pid(self.host)
+        self._proc = subprocess.Popen(
+            ["nsenter", "-t", str(pid), "-a", "timeout", str(int(self.timeout)),
+             "journalctl", "-f", "-n", "0", "-u", "patroni", "-o", "short-unix", "--no-pager"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    @staticmethod
+    def parse(lines: list[str]) -> list[float]:
+        """Times (epoch seconds) of the lock renewals in ``journalctl -o short-unix`` lines."""
+        times = []
+        for line in lines:
+            stamp, _, rest = line.partition(" ")
+            if LOCK_RENEWED in rest:
+                try:
+                    times.append(float(stamp))
+                except ValueError:
+                    continue
+        return times
+
+    def age_at(self, t_fault: float, settle: float = 1.0) -> float | None:
+        """The lock's age at ``t_fault`` (epoch seconds): the follower is read for ``settle``
+        more seconds (lines already written reach the pipe), then stopped."""
+        if self._proc is None:
+            return None
+        import select
+
+        lines: list[str] = []
+        deadline = time.monotonic() + settle
+        out = self._proc.stdout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = out.readline()
+            if not line:  # the host (and the follower with it) is gone
+                break
+            lines.append(line)
+        self.stop()
+        self.renewals = [t for t in self.parse(lines) if t <= t_fault]
+        return round(t_fault - self.renewals[-1], 3) if self.renewals else None
+
+    def stop(self) -> None:
+        """End the follower (our own child, by its PID); its journalctl ends on its timeout."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        if self._proc is not None:
+            self._proc.wait(timeout=10)
+            self._proc.stdout.close()
 
 
 class Cluster:
@@ -352,9 +429,22 @@ def inject(cluster: Cluster, scenario: str) -> tuple[str, Callable[[], None], fl
 
 
 def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None = None,
-                 recover_timeout: float = 120, heal_timeout: float = 240, writers: int = 4) -> dict:
-    """One measured run of ``scenario``; the cluster is left healthy (or this raises)."""
+                 recover_timeout: float = 120, heal_timeout: float = 240, writers: int = 4,
+                 rng=None) -> dict:
+    """One measured run of ``scenario``; the cluster is left healthy (or this raises).
+
+    The fault comes at a random offset (``rng``, a :class:`random.Random`; seeded from the
+    clock by default), uniform over one ``loop_wait`` of the profile, after the workload has
+    run 3 s: whatever Patroni's HA loop was doing when the run began, the fault falls at any
+    point of the loop alike. For the scenarios in :data:`LOCK_EXPIRY` the run records the
+    leader lock's age at the fault (:class:`LockWatch`).
+    """
+    import random
+
     cluster = cluster or Cluster()
+    rng = rng or random.Random()
+    loop_wait = float(cluster.data["patroni"]["profiles"].get(profile, {}).get(
+        "loop_wait", cluster.data["patroni"]["dcs"].get("loop_wait", 10)))
     cluster.wait_healthy(heal_timeout)
     sync = bool(cluster.data["patroni"]["dcs"].get("synchronous_mode"))
     wl = Workload(cluster.write_dsn, cluster.read_dsn, writers=writers, readers=2, max_seconds=recover_timeout + heal_timeout + 120)
@@ -362,17 +452,27 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
     wl.start()
     pending_undo = None
     watch = None
+    lock = None
+    lock_age = None
     alerts: dict = {}
     try:
         time.sleep(3)
         leader_before = cluster.leader()
+        if scenario in LOCK_EXPIRY and leader_before:
+            lock = LockWatch(leader_before).start()
+        offset = round(rng.uniform(0, loop_wait), 3)
+        time.sleep(offset)
+        t_fault_wall = time.time()
         t_fault = wl.mark_fault()
         # alerts already firing before the fault (a previous run's) are told apart by the
         # first poll, at 0 s: only later times are this fault's
         watch = AlertWatch(view.prometheus_url(cluster.data), t0=time.monotonic()).start()
         what, undo, hold = inject(cluster, scenario)
         pending_undo = undo
-        log(f"{scenario} [{profile}]: {what}")
+        if lock is not None:
+            lock_age = lock.age_at(t_fault_wall)
+        log(f"{scenario} [{profile}]: {what} (at a random {offset:.2f}s into a {loop_wait:g}s loop"
+            + (f"; the lock {lock_age:.2f}s old)" if lock_age is not None else ")"))
         if scenario in NEEDS_UNDO:  # nothing can serve writes until the hosts are back
             time.sleep(hold)
             pending_undo = None
@@ -402,6 +502,8 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
             log(f"{scenario} [{profile}]: interrupted, undoing the fault")
             pending_undo()
         wl.stop()
+        if lock is not None:
+            lock.stop()
         if watch is not None:
             alerts = watch.stop()
     res = wl.analyze(fault_time=t_fault, verify_dsn=cluster.write_dsn)
@@ -419,6 +521,11 @@ def run_scenario(scenario: str, profile: str = "halite", cluster: Cluster | None
         "leader_before": leader_before,
         "leader_after": cluster.leader(),
         "writes_back_s": None if back is None else round(back, 2),
+        # when in Patroni's loop the fault came: a random offset, and (lock-expiry scenarios)
+        # the leader lock's age then, from the leader's journal (None: no renewal seen)
+        "cut_offset_s": offset,
+        "loop_wait": loop_wait,
+        "lock_age_s": lock_age,
         "unknown_outcome": res["unknown_outcome"],
         "lost_ids": res["lost_ids"],
         "dual_primary_evidence": res["dual_primary_evidence"][:3],

@@ -491,9 +491,30 @@ def _wait_ssh_or_restart(topo: dict, hosts: list[str], state: dict) -> None:
         wait_ssh(topo, list(exc.pending))
 
 
+def check_open_file_limit(data: dict) -> None:
+    """Refuse settings whose open-file limits the lab's hosts cannot have: a container
+    inherits this machine's hard limit, and a service asking for more does not start."""
+    import resource
+
+    from halite import view
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return
+    need = {"haproxy (haproxy.maxconn)": view.haproxy_backends(data)["nofile"],
+            "pgbouncer (pgbouncer.max_client_conn)": view.pgbouncer_nofile(data)}
+    over = {k: v for k, v in need.items() if v > hard}
+    if over:
+        raise RuntimeError(
+            "this machine's hard open-file limit is " + str(hard) + " and the lab's hosts inherit it; "
+            + ", ".join(f"{k} would need {v}" for k, v in over.items())
+            + ": lower those settings in pillar/lab.yaml (nothing was started)")
+
+
 def up(hosts: list[str] | None = None) -> dict:
     data = config.load()
     topo = data["topology"]
+    check_open_file_limit(data)
     state = load_state()
     for host, entry in state["hosts"].items():
         if entry.get("pid") and not alive(entry["pid"]):

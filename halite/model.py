@@ -335,12 +335,17 @@ class Firewall(Model):
 def _default_sysctl() -> dict:
     return {"db": {
         "vm.swappiness": 1, "vm.dirty_background_ratio": 5, "vm.dirty_ratio": 20,
-        "net.core.somaxconn": 4096, "net.ipv4.tcp_keepalive_time": 60, "net.ipv4.tcp_keepalive_intvl": 10,
+        # a storm of new clients waits in the kernel's queues until PgBouncer accepts it
+        "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096,
+        "net.ipv4.tcp_keepalive_time": 60, "net.ipv4.tcp_keepalive_intvl": 10,
         "net.ipv4.tcp_keepalive_probes": 6,
         # PgBouncer and PostgreSQL may start before the host's address exists
         # (seen in the lab after a power cycle); without this they listen on
         # 127.0.0.1 only while Patroni says "primary".
         "net.ipv4.ip_nonlocal_bind": 1,
+    }, "haproxy": {
+        # the same for HAProxy's listeners (their backlog is haproxy.maxconn, capped by somaxconn)
+        "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096,
     }}
 
 
@@ -477,7 +482,13 @@ class PgBouncer(Model):
     port: Port = Field(6432, description="PgBouncer's port on the db hosts")
     pool_mode: Literal["session", "transaction", "statement"] = Field("transaction")
     default_pool_size: Annotated[int, Field(ge=1, le=10000)] = Field(20)
-    max_client_conn: Annotated[int, Field(ge=1, le=1000000)] = Field(500)
+    max_client_conn: Annotated[int, Field(ge=1, le=1000000)] = Field(
+        10000, description="clients one PgBouncer holds at once; beyond default_pool_size they wait in "
+                           "its queue for a server connection (query_wait_timeout), they are not refused. "
+                           "Its open-file limit follows (halite.view.pgbouncer_nofile)")
+    listen_backlog: Annotated[int, Field(ge=16, le=65535)] = Field(
+        4096, description="connections the kernel queues for PgBouncer before it accepts them (a storm "
+                          "of new clients); the db hosts' net.core.somaxconn caps it")
     databases: list[PgIdent] = Field(default_factory=lambda: ["carsale", "postgres"],
                                      description="databases PgBouncer serves", min_length=1)
 
@@ -492,6 +503,8 @@ class Check(Model):
 
 class Timeouts(Model):
     connect: Duration = "2s"
+    queue: Duration = Field("30s", description="how long a client waits in HAProxy's queue for a "
+                                               "server slot (haproxy.maxconn above the poolers' share)")
     client: Duration = "30m"
     server: Duration = "30m"
     check: Duration = "1s"
@@ -506,6 +519,11 @@ class HAProxy(Model):
         None, description="the stats page's password (secret); empty: generated on the control machine on "
                           "first use and kept there (halite.generated)")
     replica_max_lag: Size = Field("1MB", description="a replica further behind takes no reads")
+    maxconn: Annotated[int, Field(ge=1, le=1000000)] = Field(
+        10000, description="clients each of the write and read ports holds at once; each pooler takes "
+                           "pgbouncer.max_client_conn / (HAProxy hosts) of them, the rest wait in "
+                           "HAProxy's queue (timeout.queue). HAProxy's global maxconn is this plus 100 "
+                           "(stats, checks), its open-file limit twice that plus 1024")
     check: Check = Field(default_factory=Check, description="health check timing (default-server)")
     timeout: Timeouts = Field(default_factory=Timeouts)
 

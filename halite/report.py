@@ -262,6 +262,35 @@ def markdown_table(runs: Sequence[dict]) -> str:
             [[r["scenario"]] + [_fmt_ratio(r.get(f"{k}_vs_defaults")) for k in STAT_KEYS]
              for r in comp],
         )
+    return text + cut_table(runs)
+
+
+def cut_table(runs: Sequence[dict]) -> str:
+    """Each lock-expiry fault on its own line (runs that recorded ``lock_age_s``): when in
+    Patroni's loop it came and how long writes stopped, sorted by the lock's age, with the
+    write gap's quartiles per (scenario, profile). Empty when no run recorded a lock age."""
+    cuts = [r for r in runs if "lock_age_s" in r]
+    if not cuts:
+        return ""
+    text = ("\nEach fault that waits for the leader lock to expire, by the lock's age at the fault "
+            "(the last renewal in the leader's Patroni journal; the fault came at a random offset "
+            "into the HA loop):\n\n")
+    text += _md(["scenario", "profile", "loop_wait s", "offset into the loop s", "lock age s",
+                 "write unavail. s", "writes back s"],
+                [[r["scenario"], r["profile"], r.get("loop_wait"), r.get("cut_offset_s"),
+                  r.get("lock_age_s"), r["write_unavailable_s"], r.get("writes_back_s")]
+                 for r in sorted(cuts, key=lambda r: (r["scenario"], r["profile"],
+                                                      _num(r.get("lock_age_s")) or -1.0))])
+    rows = []
+    for (scenario, profile), rs in _groups(cuts).items():
+        gaps = sorted(v for v in (_num(r["write_unavailable_s"]) for r in rs) if v is not None)
+        if not gaps:
+            continue
+        q = statistics.quantiles(gaps, n=4, method="inclusive") if len(gaps) > 1 else [gaps[0]] * 3
+        rows.append([scenario, profile, len(gaps), gaps[0], round(q[0], 2), round(q[1], 2),
+                     round(q[2], 2), gaps[-1]])
+    text += "\nWrite unavailable, distribution:\n\n" + _md(
+        ["scenario", "profile", "runs", "min", "25 %", "median", "75 %", "max"], rows)
     return text
 
 

@@ -318,9 +318,16 @@ def haproxy_backends(data: dict) -> dict:
     as a ``backup`` that tracks the member's state in the write backend: with no replica
     up, reads go to the primary.
 
+    Sizes: each port holds ``haproxy.maxconn`` clients; each pooler server takes
+    ``pgbouncer.max_client_conn`` divided by the number of HAProxy hosts (``pooler_maxconn``),
+    the rest wait in HAProxy's queue (``haproxy.timeout.queue``); the global limit is one
+    port's plus 100 (stats, checks): a storm may fill either port, and beyond the global
+    limit new clients wait in the kernel's accept queue. HAProxy's open-file limit
+    (``nofile``, systemd's ``LimitNOFILE``) follows.
+
     :returns: ``{"servers": [{"name", "address", "verify"}], "check_ssl", "api_port",
-        "pooler_port", "postgres_port", "direct_maxconn", "sslrequest_hex", "direct_suffix",
-        "primary_suffix"}``
+        "pooler_port", "postgres_port", "direct_maxconn", "pooler_maxconn", "port_maxconn",
+        "global_maxconn", "nofile", "sslrequest_hex", "direct_suffix", "primary_suffix"}``
     """
     topo = data["topology"]
     verify = haproxy_checks(data)
@@ -332,6 +339,13 @@ def haproxy_backends(data: dict) -> dict:
         "pooler_port": data["pgbouncer"]["port"],
         "postgres_port": data["postgresql"]["port"],
         "direct_maxconn": data["pgbouncer"]["default_pool_size"],
+        # each pooler holds max_client_conn clients, shared by the HAProxy hosts; a port holds
+        # haproxy.maxconn, the rest of them wait in the queue
+        "pooler_maxconn": max(1, data["pgbouncer"]["max_client_conn"] // len(hosts_with_role(topo, "haproxy") or [None])),
+        "port_maxconn": data["haproxy"]["maxconn"],
+        "global_maxconn": data["haproxy"]["maxconn"] + 100,
+        # two descriptors per connection (client and server side), 1024 for listeners and checks
+        "nofile": 2 * (data["haproxy"]["maxconn"] + 100) + 1024,
         "sslrequest_hex": PG_SSLREQUEST_HEX,
         "direct_suffix": "-postgres",
         "primary_suffix": "-primary",
@@ -744,6 +758,24 @@ def host_platform(data: dict, host: str) -> dict:
     }
 
 
+def host_sysctl(data: dict, host: str) -> dict:
+    """The kernel settings of ``host``: pillar ``sysctl`` of each of its roles, merged in
+    the order of the roles (a later role's value wins)."""
+    merged: dict = {}
+    for role in data["topology"]["hosts"][host].get("roles") or []:
+        merged.update(data.get("sysctl", {}).get(role) or {})
+    return merged
+
+
+def pgbouncer_nofile(data: dict) -> int:
+    """PgBouncer's open-file limit (systemd ``LimitNOFILE``): one descriptor per client
+    (``max_client_conn``), one per server connection (``default_pool_size`` for each
+    database and each of the logins that come through it: the site, the exporter, the auth
+    user, the admin), and 1024 for its listeners, log, TLS files and the unexpected."""
+    pgb = data["pgbouncer"]
+    return pgb["max_client_conn"] + pgb["default_pool_size"] * len(pgb["databases"]) * 4 + 1024
+
+
 def host_view(data: dict, host: str) -> dict:
     """What ``host`` alone needs to know about itself."""
     topo = data["topology"]
@@ -757,6 +789,7 @@ def host_view(data: dict, host: str) -> dict:
         "states": host_states(topo, host),
         "firewall": firewall_rules(data, host),
         "secrets": secrets_for(roles, data),
+        "sysctl": host_sysctl(data, host),
     }
     # secret-bearing strings, escaped once in Python (halite.formats); each
     # host gets the ones its roles use, so no secret travels in a DSN it may not hold
@@ -807,6 +840,7 @@ def host_view(data: dict, host: str) -> dict:
         view["pgbouncer_tls"] = pgbouncer_tls(data)
         view["patroni_dcs"] = patroni_dcs(data)
         view["pgbouncer_userlist"] = formats.pgbouncer_userlist(data)
+        view["pgbouncer_nofile"] = pgbouncer_nofile(data)
     if "haproxy" in roles:
         view["haproxy_backends"] = haproxy_backends(data)
     if "legacy_db" in roles:

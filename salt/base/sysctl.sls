@@ -1,8 +1,9 @@
 {%- from "map.jinja" import hl with context %}
-# Kernel settings for database hosts. In a container only the network
-# namespace's own keys (net.*) can be set; the rest stay in the file for
-# real hosts and are reported, not applied.
-{%- set settings = hl.sysctl.db if 'db' in hl.host.roles else {} %}
+# Kernel settings for the host's roles (pillar sysctl, merged per host in
+# halite.view.host_sysctl). In a container only the network namespace's own keys
+# (net.*) can be set; the rest stay in the file for real hosts and are reported,
+# not applied.
+{%- set settings = hl.host.sysctl %}
 {%- if settings %}
 base-sysctl-file:
   file.managed:

@@ -1,3 +1,4 @@
+{%- from "map.jinja" import hl with context %}
 include:
   - pgbouncer.config
 
@@ -6,6 +7,8 @@ include:
 # Also on a renewed certificate, key or CA: it reads them when it starts.
 # Debian's unit does not restart a PgBouncer that died: ours does (HAProxy sends the
 # primary's writes straight to PostgreSQL meanwhile, halite.view.haproxy_backends).
+# Its open-file limit holds max_client_conn clients and their server connections
+# (halite.view.pgbouncer_nofile); Debian's unit leaves systemd's 1024.
 pgbouncer-restart-dropin:
   file.managed:
     - name: /etc/systemd/system/pgbouncer.service.d/halite.conf
@@ -15,6 +18,7 @@ pgbouncer-restart-dropin:
         [Service]
         Restart=on-failure
         RestartSec=1
+        LimitNOFILE={{ hl.host.pgbouncer_nofile }}
     - mode: "0644"
 
 pgbouncer-restart-reload:

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import yaml
 
-from labkit import BIN, alert_firing, healthy_cluster, run, salt_ssh, state_summary, wait_for
+from labkit import BIN, alert_firing, healthy_cluster, python_on, run, salt_ssh, state_summary, wait_for
 from labkit import patroni_members as members
 from halite import config, formats, view
 
@@ -190,6 +190,29 @@ def test_routing_follows_the_pooler(deployed):
             fault("thaw", host, "--what", "pgbouncer")
     assert wait_for(lambda: session_route(read)[1] is True, 30, 0.5, "reads on a replica again")
     print("seconds until:", {k: round(v, 1) for k, v in took.items()})
+
+
+def test_a_storm_of_clients_waits_in_the_queues_instead_of_being_refused(deployed):
+    """Issue 14 item 4: 1,000 clients at once through each port (before: refused from about
+    the 400th on the read port, "no more connections allowed (max_client_conn)"), and HAProxy
+    really runs with the limits it was given (a reload it cannot carry out leaves the old
+    configuration running while systemd reports success)."""
+    from halite import stormbench
+
+    for port in ("read", "write"):
+        row = stormbench.storm(dsn(DATA["haproxy"][f"{port}_port"]), 1000, procs=2, port=port)
+        assert (row["connected"], row["failed"], row["queries_ok"]) == (1000, 0, 1000), row
+    info = python_on(config.hosts_with_role(DATA["topology"], "haproxy")[0], """
+import json, socket
+s = socket.socket(socket.AF_UNIX); s.connect("/run/haproxy/admin.sock"); s.sendall(b"show info\\n")
+out = b""
+while chunk := s.recv(65536):
+    out += chunk
+print(json.dumps(dict(line.split(": ", 1) for line in out.decode().splitlines() if ": " in line)))
+""")
+    b = view.haproxy_backends(DATA)
+    assert int(info["Maxconn"]) == b["global_maxconn"], info
+    assert int(info["Maxsock"]) <= b["nofile"], info
 
 
 def test_switchover_to_a_named_replica_moves_haproxy_too(deployed):

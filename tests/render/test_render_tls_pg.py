@@ -145,7 +145,14 @@ def test_pgbouncer_requires_tls_from_clients_and_verifies_postgresql(pgbouncer_i
     assert pgb["listen_addr"] == "10.77.1.11,127.0.0.1"
     plain = dict(pgbouncer_ini["plaintext"]["pgbouncer"])
     assert not any("_tls_" in k for k in plain)
+    # a storm of clients waits in the queue (issue 14 item 4)
+    assert (pgb["max_client_conn"], pgb["listen_backlog"]) == ("10000", "4096")
     assert {k: v for k, v in pgb.items() if "_tls_" not in k} == plain
+
+
+def test_pgbouncers_open_file_limit_holds_its_clients(db):
+    contents = arg(db["tls"], "pgbouncer-restart-dropin", "contents")
+    assert "LimitNOFILE=11184" in contents.splitlines()
 
 
 def test_the_sites_dsns_verify_the_service_name_through_haproxy(tmp):

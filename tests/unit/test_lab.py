@@ -123,3 +123,21 @@ def test_a_container_that_does_not_answer_twice_fails_lab_up(monkeypatch):
     monkeypatch.setattr(lab, "start_host", lambda topo, host, state: None)
     with pytest.raises(lab.SshTimeout, match="sshd did not answer within 120s on: db-02"):
         lab._wait_ssh_or_restart({}, ["db-02"], {"hosts": {}})
+
+
+def test_lab_up_refuses_limits_the_machine_cannot_give(monkeypatch):
+    import copy
+    import resource
+
+    from halite import config, lab
+
+    data = config.load()
+    lab.check_open_file_limit(data)  # the lab's own settings fit this machine
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        hard = 20000
+        monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, hard))
+    big = copy.deepcopy(data)
+    big["haproxy"]["maxconn"] = hard
+    with pytest.raises(RuntimeError, match=r"haproxy \(haproxy.maxconn\) would need .*pillar/lab.yaml"):
+        lab.check_open_file_limit(big)

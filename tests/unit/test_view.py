@@ -352,8 +352,8 @@ def test_monitoring_lag_limit_follows_maximum_lag_on_failover_unless_set(data):
 
 def test_monitoring_derives_its_numbers_once(data):
     mon = view.monitoring(data)
-    # 80% of max_client_conn 500; 26h in seconds (PromQL compares numbers, not durations)
-    assert mon["thresholds"]["pgbouncer_client_limit"] == 400
+    # 80% of max_client_conn 10000; 26h in seconds (PromQL compares numbers, not durations)
+    assert mon["thresholds"]["pgbouncer_client_limit"] == 8000
     assert mon["thresholds"]["backup_max_age_seconds"] == 26 * 3600
     assert [view.prom_seconds(d) for d in ("500ms", "30s", "2m", "1d")] == [0.5, 30, 120, 86400]
     assert mon["synchronous_mode"] is True
@@ -528,3 +528,29 @@ def test_prometheus_and_the_dashboard_for_the_control_machine(data):
     # without a monitoring host: no exporter anywhere, no monitor login
     assert "monitoring.exporters" not in view.host_states(none["topology"], "db-01")
     assert "users.monitor.password" not in view.secrets_for(["db"], none)
+
+
+def test_connection_limits_hold_ten_thousand_clients_on_each_port(data):
+    """Issue 14 item 4: a storm of clients waits in queues instead of being refused."""
+    defaults = copy.deepcopy(data)
+    defaults["haproxy"]["maxconn"] = model.HAProxy().maxconn  # the lab's is lower (pillar/lab.yaml)
+    b = view.haproxy_backends(defaults)
+    assert (b["port_maxconn"], b["global_maxconn"], b["nofile"]) == (10000, 10100, 21224)
+    assert view.haproxy_backends(data)["port_maxconn"] == 9000
+    assert b["pooler_maxconn"] == data["pgbouncer"]["max_client_conn"] == 10000  # one HAProxy host
+    # two HAProxy hosts share each pooler's clients
+    two = copy.deepcopy(data)
+    two["topology"]["hosts"]["db-01"]["roles"] = ["db", "haproxy"]
+    assert view.haproxy_backends(two)["pooler_maxconn"] == 5000
+    # one descriptor per client and server connection, and 1024 to spare
+    assert view.pgbouncer_nofile(data) == 10000 + 20 * 2 * 4 + 1024
+
+
+def test_sysctl_merges_the_roles_of_the_host(data):
+    assert view.host_sysctl(data, "app-01") == data["sysctl"]["haproxy"]
+    assert view.host_sysctl(data, "db-01")["net.ipv4.tcp_max_syn_backlog"] == 4096
+    assert view.host_sysctl(data, "jump-01") == {}
+    mixed = copy.deepcopy(data)
+    mixed["topology"]["hosts"]["db-01"]["roles"] = ["db", "haproxy"]
+    merged = view.host_sysctl(mixed, "db-01")
+    assert merged["vm.swappiness"] == 1 and merged["net.core.somaxconn"] == 4096

@@ -99,3 +99,19 @@ def test_write_json_table(tmp_path):
                                 out_dir=tmp_path)
     with pytest.raises(ValueError):
         report.write_json_table("../evil", rows, ["endpoint"], out_dir=tmp_path)
+
+
+def test_cut_table_lists_each_lock_expiry_fault_by_lock_age_with_quartiles():
+    cuts = []
+    for gap, age in [(21.0, 0.3), (19.5, 2.7), (20.2, 1.5), (22.0, None)]:
+        r = run("primary-poweroff", "halite", gap, 1.0, 30.0, timeline=False)
+        r.update(lock_age_s=age, cut_offset_s=1.1, loop_wait=3.0, writes_back_s=gap)
+        cuts.append(r)
+    text = report.cut_table(RUNS + cuts)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| primary-poweroff")]
+    # four cuts by lock age (the unknown age first), then the distribution row
+    assert [ln.split(" | ")[4] for ln in lines[:4]] == ["–", "0.30", "1.50", "2.70"]
+    assert lines[4].split(" | ")[2:] == ["4", "19.50", "20.02", "20.60", "21.25", "22.00 |"]
+    assert "kill-primary" not in text
+    assert report.cut_table(RUNS) == ""
+    assert text in report.markdown_table(RUNS + cuts)
