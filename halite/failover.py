@@ -137,7 +137,8 @@ class LockWatch:
     """When the leader last renewed its lock before a fault, from its Patroni journal.
 
     A follower (``journalctl -f`` on ``host``, entered with nsenter, bounded by ``timeout``
-    so it ends by itself) runs from before the fault; a power cut kills it with the host.
+    so it ends by itself) runs from before the fault, starting with the journal's last 30
+    lines (the renewal before it started counts too); a power cut kills it with the host.
     :meth:`age_at` reads what it printed and returns the lock's age at the fault: seconds
     from the last renewal (Patroni's "... the leader with the lock" line) to the fault.
 
@@ -157,7 +158,7 @@ class LockWatch:
         pid = lab.leader_pid(self.host)
         self._proc = subprocess.Popen(
             ["nsenter", "-t", str(pid), "-a", "timeout", str(int(self.timeout)),
-             "journalctl", "-f", "-n", "0", "-u", "patroni", "-o", "short-unix", "--no-pager"],
+             "journalctl", "-f", "-n", "30", "-u", "patroni", "-o", "short-unix", "--no-pager"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         return self
 

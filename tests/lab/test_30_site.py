@@ -46,7 +46,7 @@ class Client:
     def __init__(self):
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
                                                   urllib.request.HTTPSHandler(context=tls()))
-        self.log: list[tuple[float, str, int]] = []
+        self.log: list[tuple[float, str, int, float]] = []
 
     def get(self, path: str) -> tuple[int, str]:
         return self._send(urllib.request.Request(URL.rstrip("/") + path))
@@ -56,6 +56,7 @@ class Client:
         return self._send(urllib.request.Request(URL.rstrip("/") + path, data=body, method="POST"))
 
     def _send(self, req) -> tuple[int, str]:
+        t0 = time.time()
         try:
             with self.opener.open(req, timeout=15) as resp:
                 status, text = resp.status, resp.read().decode()
@@ -63,7 +64,7 @@ class Client:
             status, text = exc.code, exc.read().decode(errors="replace")
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             status, text = 0, str(exc)
-        self.log.append((time.time(), req.full_url, status))
+        self.log.append((time.time(), req.full_url, status, time.time() - t0))
         return status, text
 
     def buy(self, car_id: int, who: str) -> tuple[int, str]:
@@ -188,7 +189,9 @@ def test_switchover_while_clients_browse_and_buy(deployed):
     for t in threads:
         t.start()
     time.sleep(3)
+    t_switch = time.time()
     rc, data = salt_ssh(config.hosts_with_role(TOPO, "db")[0], "patroni.switchover")
+    t_switched = time.time()
     assert rc == 0, data
     for t in threads[2:]:
         t.join(300)
@@ -196,7 +199,15 @@ def test_switchover_while_clients_browse_and_buy(deployed):
     for t in threads[:2]:
         t.join(30)
     answers = [e for c in browsers + buyers for e in c.log]
-    assert not [a for a in answers if a[2] >= 500 and a[2] != 503], "a request returned a server error"
+    # Issue 14 item 2: no request fails; those that need the primary wait (the site tries
+    # again for up to 5 s, halite_web.db) and then succeed
+    failed = [a for a in answers if a[2] >= 500 or a[2] in (0, 429)]
+    during = sorted(a[3] for a in answers if a[0] - a[3] <= t_switched + 5 and a[0] >= t_switch)
+    pct = lambda q: during[min(len(during) - 1, int(q * len(during)))]  # noqa: E731
+    print(f"\nswitchover under load: {len(answers)} requests, {len(failed)} failed; the {len(during)} during it "
+          f"(salt-ssh's {t_switched - t_switch:.1f} s and 5 s after): latency p50 {pct(0.5) * 1000:.0f} ms, "
+          f"p99 {pct(0.99) * 1000:.0f} ms, max {during[-1] * 1000:.0f} ms")
+    assert failed == [], f"{len(failed)} requests failed during the switchover: {failed[:5]}"
     assert [a for a in answers if a[2] == 200], "nothing was served"
     # the buyers may finish inside the switchover's write gap: wait for the write path
     conn = wait_for(lambda: psycopg.connect(WRITE_DSN, autocommit=True), 60, 0.5, "the write path after the switchover")

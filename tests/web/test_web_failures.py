@@ -9,7 +9,7 @@ import psycopg
 import psycopg.errors
 import pytest
 
-FAST = {"POOL_TIMEOUT": 0.6, "CONNECT_TIMEOUT": 1, "RETRY_AFTER": 7}
+FAST = {"POOL_TIMEOUT": 0.6, "CONNECT_TIMEOUT": 1, "RETRY_AFTER": 7, "DB_WAIT_SECONDS": 1.0}
 
 
 def dsn(port, extra=""):
@@ -208,7 +208,7 @@ def eventually(fn, timeout=15.0):
 def test_pool_recovers_after_outage_and_failover_without_restart(app_factory, db, proxy,
                                                                  get_csrf, sql):
     app = app_factory(WRITE_DSN=dsn(proxy.port), READ_DSN=dsn(proxy.port, "sslmode=disable"),
-                      POOL_TIMEOUT=1.0, RETRY_AFTER=7)
+                      POOL_TIMEOUT=1.0, RETRY_AFTER=7, DB_WAIT_SECONDS=1.0)
     client = app.test_client()
     assert client.get("/").status_code == 200
     form = sell_form(client, get_csrf)
@@ -233,6 +233,72 @@ def test_pool_recovers_after_outage_and_failover_without_restart(app_factory, db
     assert time.monotonic() - t0 < 12
     car_id = int(resp.headers["Location"].split("/")[-1])
     assert sql("SELECT seller_name FROM cars WHERE id = %s", [car_id]) == [("Tom",)]
+
+
+def test_a_purchase_waits_out_a_switchover_and_succeeds(app_factory, db, proxy, get_csrf, sql):
+    """Issue 14 item 2: the write path is gone for 1.5 s (a planned switchover); the buyer
+    waits and gets the car, no 503."""
+    app = app_factory(WRITE_DSN=dsn(proxy.port), READ_DSN=db["replica_dsn"], POOL_TIMEOUT=1.0,
+                      DB_WAIT_SECONDS=5.0)
+    client = app.test_client()
+    car_id = sql("SELECT id FROM cars WHERE status = 'available' ORDER BY id LIMIT 1")[0][0]
+    token = get_csrf(client, f"/cars/{car_id}")
+    proxy.stop()
+    threading.Timer(1.5, proxy.start).start()
+    t0 = time.monotonic()
+    resp = client.post(f"/cars/{car_id}/buy", data={"csrf_token": token, "buyer_name": "Ann",
+                                                    "buyer_email": "ann@example.com"})
+    waited = time.monotonic() - t0
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    assert 1.4 < waited < 5.5
+    assert sql("SELECT status, buyer_email FROM cars WHERE id = %s", [car_id]) == [("sold", "ann@example.com")]
+    assert sql("SELECT count(*) FROM orders WHERE car_id = %s", [car_id]) == [(1,)]
+
+
+def test_a_write_that_failed_before_its_commit_is_tried_again(db, proxy):
+    from halite_web.db import Database
+
+    d = Database({"WRITE_DSN": dsn(proxy.port), "POOL_TIMEOUT": 1.0, "DB_WAIT_SECONDS": 5.0})
+    calls = []
+
+    def fn(cur):
+        calls.append(1)
+        if len(calls) == 1:  # the session is cut mid-transaction (a demotion, a pooler restart)
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        cur.execute("SELECT 1")
+        return len(calls)
+
+    try:
+        result, backend = d.write(fn)
+    finally:
+        d.close()
+    assert (result, len(calls), backend.pool) == (2, 2, "write")
+
+
+def test_a_write_cut_during_its_commit_is_tried_again_only_when_idempotent(db, proxy):
+    from halite_web.db import Database, DatabaseUnavailable
+
+    d = Database({"WRITE_DSN": dsn(proxy.port), "POOL_TIMEOUT": 1.0, "DB_WAIT_SECONDS": 5.0})
+    calls = []
+
+    def fn(cur):
+        calls.append(1)
+        cur.execute("SELECT 1")
+        if len(calls) == 1:  # the connection goes away with the COMMIT on its way
+            proxy.stop()
+            threading.Timer(0.5, proxy.start).start()
+        return len(calls)
+
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            d.write(fn)  # not idempotent: the outcome is unknown, so it is not run again
+        assert len(calls) == 1
+        time.sleep(1.0)  # the proxy is back
+        calls.clear()
+        result, _ = d.write(fn, idempotent=True)
+        assert (result, len(calls)) == (2, 2)
+    finally:
+        d.close()
 
 
 URLS = ["/", "/?year_min=abc&price_max=-5&page=-1&sort=x&make=%00", "/?price_min=1e400",

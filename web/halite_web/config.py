@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "POOL_RECONNECT_TIMEOUT": 10.0,  # caps the pool's reconnection backoff
     "RYW_SECONDS": 5.0,         # read-your-writes window after a user's own write
     "RETRY_AFTER": 5,           # Retry-After header on 503
+    "DB_WAIT_SECONDS": 5.0,     # how long a request waits for its database path (a switchover) before 503
     "PATRONI_TIMEOUT": 2.0,
     "PER_PAGE": 24,
     "CSRF_ENABLED": True,
@@ -61,6 +62,7 @@ ENV = {
     "HALITE_WEB_CONNECT_TIMEOUT": ("CONNECT_TIMEOUT", int),
     "HALITE_WEB_RYW_SECONDS": ("RYW_SECONDS", _float),
     "HALITE_WEB_RETRY_AFTER": ("RETRY_AFTER", int),
+    "HALITE_WEB_DB_WAIT_SECONDS": ("DB_WAIT_SECONDS", _float),
     # served over https only (nginx, halite.view.site_view): the session cookie never goes out in clear
     "HALITE_WEB_SESSION_COOKIE_SECURE": ("SESSION_COOKIE_SECURE", _bool),
 }

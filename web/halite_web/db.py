@@ -7,7 +7,12 @@
   themselves with no restart;
 * reads go to the read pool and fall back to the write pool (or the other way
   round inside the read-your-writes window);
-* anything that means "the database is not reachable right now" is turned into
+* a request whose database path is down waits for it (``DB_WAIT_SECONDS``, 5 s: a
+  planned switchover is over by then) and tries again: a write whose transaction failed
+  before its COMMIT was sent (nothing was recorded), or an idempotent write whatever
+  happened (a purchase: a retry after an unknown COMMIT finds the buyer's own order), and
+  any read;
+* anything that still means "the database is not reachable right now" is turned into
   DatabaseUnavailable, which the app answers with 503 + Retry-After.
 """
 from __future__ import annotations
@@ -55,6 +60,11 @@ class DatabaseUnavailable(Exception):
 
 class NotPrimary(psycopg.OperationalError):
     pass
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection failed while the COMMIT was on its way: the transaction may or may
+    not have been recorded, so a write that is not idempotent is not tried again."""
 
 
 @dataclass
@@ -129,6 +139,9 @@ class Database:
         # a path that failed recently is tried last (and briefly) for reads,
         # so a dead replica port does not add POOL_TIMEOUT to every page
         self.cooldown = float(cfg.get("POOL_COOLDOWN", 5.0))
+        # how long one request waits for its path to come back (a switchover) before 503
+        self.wait = float(cfg.get("DB_WAIT_SECONDS", 5.0))
+        self.retry_interval = float(cfg.get("DB_RETRY_INTERVAL", 0.2))
         self._down_until: dict[str, float] = {}
         self._pools: dict[str, ConnectionPool] = {}
         self._lock = threading.Lock()
@@ -199,26 +212,70 @@ class Database:
                 raise
 
     # -- writes -------------------------------------------------------------
-    def write(self, fn: Callable[[psycopg.Cursor], T]) -> tuple[T, Backend]:
-        """Run fn(cursor) in one transaction on the primary."""
+    def _write_once(self, fn: Callable[[psycopg.Cursor], T], timeout: float) -> tuple[T, Backend]:
+        committing = False
         try:
-            with self._connection("write") as conn:
+            with self._connection("write", timeout) as conn:
                 with conn.transaction():
                     with conn.cursor(row_factory=dict_row) as cur:
                         result = fn(cur)
+                    committing = True  # leaving the block sends the COMMIT
                 b = conn.backend or Backend(None, None, None)
-            self._mark("write", True)
-            return result, Backend(b.host, b.port, b.in_recovery, "write")
         except UNAVAILABLE_ERRORS as exc:
+            if committing:
+                raise CommitOutcomeUnknown(exc) from exc
+            raise
+        return result, Backend(b.host, b.port, b.in_recovery, "write")
+
+    def write(self, fn: Callable[[psycopg.Cursor], T], *, idempotent: bool = False) -> tuple[T, Backend]:
+        """Run fn(cursor) in one transaction on the primary.
+
+        While the write path is down (a switchover, a failover) the transaction is tried
+        again every ``retry_interval`` seconds for up to ``wait`` seconds: when it failed
+        before its COMMIT was sent, or whatever happened when ``idempotent`` (running it
+        twice records it once). Then DatabaseUnavailable (503).
+        """
+        deadline = time.monotonic() + self.wait
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - time.monotonic()
+            try:
+                result, backend = self._write_once(fn, max(0.5, min(self.timeout, left)))
+                self._mark("write", True)
+                if attempt > 1:
+                    log.info("write succeeded on attempt %d", attempt)
+                return result, backend
+            except CommitOutcomeUnknown as unknown:
+                exc = unknown.__cause__ or unknown
+                if not idempotent:
+                    self._mark("write", False)
+                    log.warning("write path failed during COMMIT (outcome unknown, not retried): %s", exc)
+                    raise DatabaseUnavailable("write", exc) from exc
+            except UNAVAILABLE_ERRORS as err:
+                exc = err
             self._mark("write", False)
-            log.warning("write path unavailable: %s", exc)
-            raise DatabaseUnavailable("write", exc) from exc
+            if time.monotonic() + self.retry_interval >= deadline:
+                log.warning("write path unavailable after %d attempts: %s", attempt, exc)
+                raise DatabaseUnavailable("write", exc) from exc
+            time.sleep(self.retry_interval)
 
     # -- reads --------------------------------------------------------------
     def read(self, fn: Callable[[psycopg.Cursor], T], *,
              prefer_write: bool = False) -> tuple[T, Backend]:
         """Run fn(cursor) in one transaction, read pool first (or write pool
-        first inside the read-your-writes window), falling back to the other."""
+        first inside the read-your-writes window), falling back to the other;
+        with both down, again every ``retry_interval`` seconds for up to ``wait``."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                return self._read_once(fn, prefer_write)
+            except DatabaseUnavailable:
+                if time.monotonic() + self.retry_interval >= deadline:
+                    raise
+            time.sleep(self.retry_interval)
+
+    def _read_once(self, fn: Callable[[psycopg.Cursor], T], prefer_write: bool) -> tuple[T, Backend]:
         order = ["write", "read"] if prefer_write else ["read", "write"]
         if not self.split:
             order = ["write"]

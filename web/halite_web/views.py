@@ -34,9 +34,11 @@ def read(fn: Callable[[Any], T]) -> T:
     return result
 
 
-def write(fn: Callable[[Any], T]) -> T:
-    """One transaction on the primary; opens the read-your-writes window."""
-    result, g.backend = db().write(fn)
+def write(fn: Callable[[Any], T], idempotent: bool = False) -> T:
+    """One transaction on the primary; opens the read-your-writes window.
+    ``idempotent``: running it twice records it once (tried again even when the
+    connection failed during its COMMIT: halite_web.db.Database.write)."""
+    result, g.backend = db().write(fn, idempotent=idempotent)
     session["ryw_until"] = time.time() + float(current_app.config["RYW_SECONDS"])
     return result
 
@@ -111,7 +113,9 @@ def buy(car_id: int):
                     [car_id, values["buyer_name"], values["buyer_email"], row["price"]])
         return "ok", cur.fetchone()["id"], None
 
-    outcome, order_id, c = write(tx)
+    # idempotent: a second run after an unknown COMMIT finds this buyer's own order
+    # ("already_yours"), never a second sale
+    outcome, order_id, c = write(tx, idempotent=True)
     if outcome == "missing":
         abort(404)
     if outcome == "ok":
