@@ -154,6 +154,19 @@ class Database:
     def _dsn(self, kind: str) -> str | None:
         return self.write_dsn if kind == "write" or not self.split else self.read_dsn
 
+    def _connect_kwargs(self, key: str) -> dict[str, Any]:
+        return {
+            "connect_timeout": self.connect_timeout,
+            "application_name": f"halite-web-{key}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            # PgBouncer in transaction mode hands each transaction to
+            # any server connection: no server-side prepared statements.
+            "prepare_threshold": None,
+        }
+
     def pool(self, kind: str) -> ConnectionPool:
         key = "write" if kind == "write" or not self.split else "read"
         pool = self._pools.get(key)
@@ -173,17 +186,7 @@ class Database:
                     name=f"halite-web-{key}",
                     connection_class=HaliteConnection,
                     check=check_primary if key == "write" else check_any,
-                    kwargs={
-                        "connect_timeout": self.connect_timeout,
-                        "application_name": f"halite-web-{key}",
-                        "keepalives": 1,
-                        "keepalives_idle": 5,
-                        "keepalives_interval": 2,
-                        "keepalives_count": 3,
-                        # PgBouncer in transaction mode hands each transaction to
-                        # any server connection: no server-side prepared statements.
-                        "prepare_threshold": None,
-                    },
+                    kwargs=self._connect_kwargs(key),
                     reconnect_timeout=self.reconnect_timeout,
                     max_idle=300,
                     open=False,
@@ -202,7 +205,24 @@ class Database:
         return self._down_until.get(kind, 0.0) > time.monotonic()
 
     @contextmanager
-    def _connection(self, kind: str, timeout: float | None = None) -> Iterator[HaliteConnection]:
+    def _connection(self, kind: str, timeout: float | None = None,
+                    direct: bool = False) -> Iterator[HaliteConnection]:
+        """A connection of the ``kind`` path: from its pool, or (``direct``, a request's
+        second try while the path was down) a new one of its own, checked like the pool's and
+        closed afterwards: the pool reconnects in the background with a growing back-off
+        (1, 2, 4 s), which a request that waits at most a few seconds cannot sit out."""
+        if direct:
+            key = "write" if kind == "write" or not self.split else "read"
+            dsn = self._dsn(key)
+            if not dsn:
+                raise DatabaseUnavailable(key, "no DSN configured")
+            conn = HaliteConnection.connect(dsn, **self._connect_kwargs(key))
+            try:
+                (check_primary if key == "write" else check_any)(conn)
+                yield conn
+            finally:
+                conn.close()
+            return
         with self.pool(kind).connection(timeout=timeout) as conn:
             try:
                 yield conn
@@ -212,10 +232,11 @@ class Database:
                 raise
 
     # -- writes -------------------------------------------------------------
-    def _write_once(self, fn: Callable[[psycopg.Cursor], T], timeout: float) -> tuple[T, Backend]:
+    def _write_once(self, fn: Callable[[psycopg.Cursor], T], timeout: float,
+                    direct: bool = False) -> tuple[T, Backend]:
         committing = False
         try:
-            with self._connection("write", timeout) as conn:
+            with self._connection("write", timeout, direct) as conn:
                 with conn.transaction():
                     with conn.cursor(row_factory=dict_row) as cur:
                         result = fn(cur)
@@ -241,7 +262,7 @@ class Database:
             attempt += 1
             left = deadline - time.monotonic()
             try:
-                result, backend = self._write_once(fn, max(0.5, min(self.timeout, left)))
+                result, backend = self._write_once(fn, max(0.5, min(self.timeout, left)), direct=attempt > 1)
                 self._mark("write", True)
                 if attempt > 1:
                     log.info("write succeeded on attempt %d", attempt)
@@ -267,15 +288,18 @@ class Database:
         first inside the read-your-writes window), falling back to the other;
         with both down, again every ``retry_interval`` seconds for up to ``wait``."""
         deadline = time.monotonic() + self.wait
+        direct = False
         while True:
             try:
-                return self._read_once(fn, prefer_write)
+                return self._read_once(fn, prefer_write, direct)
             except DatabaseUnavailable:
                 if time.monotonic() + self.retry_interval >= deadline:
                     raise
             time.sleep(self.retry_interval)
+            direct = True
 
-    def _read_once(self, fn: Callable[[psycopg.Cursor], T], prefer_write: bool) -> tuple[T, Backend]:
+    def _read_once(self, fn: Callable[[psycopg.Cursor], T], prefer_write: bool,
+                   direct: bool = False) -> tuple[T, Backend]:
         order = ["write", "read"] if prefer_write else ["read", "write"]
         if not self.split:
             order = ["write"]
@@ -287,7 +311,7 @@ class Database:
         for kind in order:
             timeout = self.timeout if not self.is_down(kind) else min(self.timeout, 0.5)
             try:
-                with self._connection(kind, timeout) as conn:
+                with self._connection(kind, timeout, direct) as conn:
                     with conn.transaction():
                         with conn.cursor(row_factory=dict_row) as cur:
                             result = fn(cur)
