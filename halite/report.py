@@ -45,6 +45,9 @@ REQUIRED_RUN_KEYS = (
 BASELINE_PROFILE = "patroni-defaults"
 TUNED_PROFILE = "halite"
 STAT_KEYS = ("write_unavailable_s", "read_unavailable_s", "heal_s")
+#: An alert the alert watch saw firing sooner than this after the fault was firing before it
+#: (the watch polls every second from the fault on).
+FIRED_BEFORE_S = 0.5
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -262,7 +265,7 @@ def markdown_table(runs: Sequence[dict]) -> str:
             [[r["scenario"]] + [_fmt_ratio(r.get(f"{k}_vs_defaults")) for k in STAT_KEYS]
              for r in comp],
         )
-    return text + cut_table(runs)
+    return text + cut_table(runs) + alert_table(runs)
 
 
 def cut_table(runs: Sequence[dict]) -> str:
@@ -292,6 +295,33 @@ def cut_table(runs: Sequence[dict]) -> str:
     text += "\nWrite unavailable, distribution:\n\n" + _md(
         ["scenario", "profile", "runs", "min", "25 %", "median", "75 %", "max"], rows)
     return text
+
+
+def alert_table(runs: Sequence[dict]) -> str:
+    """Time to alert per (scenario, profile): for each alert Prometheus showed during the
+    runs (``alerts`` of a run: seconds from the fault to pending and to firing, recorded by
+    :class:`halite.failover.AlertWatch`), in how many runs it was pending and fired, and the
+    median seconds to each. An alert already firing at the first poll (before
+    :data:`FIRED_BEFORE_S`) fired before the fault and is not counted as fired. Empty when no run recorded alerts."""
+    groups = {k: [r for r in rs if r.get("alerts")] for k, rs in _groups(runs).items()}
+    rows = []
+    for (scenario, profile), rs in groups.items():
+        names = sorted({name for r in rs for name in r["alerts"]})
+        for name in names:
+            seen = [r["alerts"][name] for r in rs if name in r["alerts"]]
+            pending = [a["pending_s"] for a in seen if a.get("pending_s") is not None]
+            # the first poll comes within 0.5 s of the fault: firing then means firing before it
+            firing = [a["firing_s"] for a in seen if (a.get("firing_s") or 0) >= FIRED_BEFORE_S]
+            rows.append([scenario, profile, name, f"{len(pending)}/{len(rs)}",
+                         round(statistics.median(pending), 1) if pending else None,
+                         f"{len(firing)}/{len(rs)}",
+                         round(statistics.median(firing), 1) if firing else None])
+    if not rows:
+        return ""
+    return ("\nAlerts during the runs (Prometheus polled every second; seconds from the fault; "
+            "an alert fires once its condition has held for the rule's `for`):\n\n"
+            + _md(["scenario", "profile", "alert", "pending in", "to pending s (median)",
+                   "fired in", "to firing s (median)"], rows))
 
 
 def print_table(runs: Sequence[dict], file: Any = None) -> str:
@@ -369,7 +399,8 @@ def plot_timelines(runs: Sequence[dict], path: str | os.PathLike) -> Path:
 
 
 def write_results(runs: list[dict], out_dir: str | os.PathLike = "bench/results",
-                  name: str = "failover", plot: bool = True) -> dict[str, Path]:
+                  name: str = "failover", plot: bool = True, generated: str | None = None,
+                  machine: dict | None = None) -> dict[str, Path]:
     """Write ``<name>.json``, ``<name>.md`` and ``<name>.png`` under ``out_dir``.
 
     Every run must have the keys in :data:`REQUIRED_RUN_KEYS` (ValueError
@@ -380,8 +411,8 @@ def write_results(runs: list[dict], out_dir: str | os.PathLike = "bench/results"
     validate_runs(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    generated = _now()
-    machine = machine_info()
+    generated = generated or _now()  # a table made again from a run's JSON keeps its date
+    machine = machine or machine_info()
     summary = summarize(runs)
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
     _dump(paths["json"], {"generated": generated, "machine": machine,

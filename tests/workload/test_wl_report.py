@@ -115,3 +115,19 @@ def test_cut_table_lists_each_lock_expiry_fault_by_lock_age_with_quartiles():
     assert "kill-primary" not in text
     assert report.cut_table(RUNS) == ""
     assert text in report.markdown_table(RUNS + cuts)
+
+
+def test_alert_table_counts_runs_and_takes_medians_leaving_out_alerts_firing_before_the_fault():
+    runs = []
+    for pending, firing in [(9.2, None), (12.2, 40.0), (10.0, 38.0)]:
+        r = run("primary-poweroff", "halite", 21.0, 0.1, 50.0, timeline=False)
+        r["alerts"] = {"PatroniNoLeader": {"pending_s": pending, "firing_s": firing},
+                       "PatroniLeaderChanged": {"pending_s": None, "firing_s": 0.1}}
+        runs.append(r)
+    text = report.alert_table(RUNS + runs)
+    rows = {ln.split(" | ")[2]: ln.split(" | ")[3:] for ln in text.splitlines() if ln.startswith("| primary-poweroff")}
+    assert rows["PatroniNoLeader"] == ["3/3", "10.00", "2/3", "39.00 |"]
+    # firing at the first poll (0.1 s): it fired before the fault, not because of it
+    assert rows["PatroniLeaderChanged"] == ["0/3", "–", "0/3", "– |"]
+    assert report.alert_table(RUNS) == ""
+    assert text in report.markdown_table(RUNS + runs)
