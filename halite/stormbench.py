@@ -38,6 +38,8 @@ import time
 from collections import Counter
 from typing import Sequence
 
+from halite.webbench import percentile
+
 #: How long a client may take to connect (libpq connect_timeout) before it counts as failed.
 CONNECT_TIMEOUT = 60
 
@@ -107,13 +109,6 @@ def _proc(dsn: str, n: int, start_at: float, release_at: float, queue, done, tot
     queue.put((answers, time.process_time() - cpu))
 
 
-def _pct(sorted_vals: list[float], p: float) -> float | None:
-    if not sorted_vals:
-        return None
-    k = min(len(sorted_vals) - 1, max(0, round(p / 100 * len(sorted_vals) + 0.5) - 1))
-    return sorted_vals[k]
-
-
 def summarize(port: str, clients: int, answers: Sequence[tuple], wall_s: float, client_cpu_s: float = 0.0) -> dict:
     """One row of the result from the clients' answers (see :func:`_clients`) and the CPU
     seconds the client processes spent (TLS, SCRAM, asyncio: on a small machine the clients
@@ -124,7 +119,7 @@ def summarize(port: str, clients: int, answers: Sequence[tuple], wall_s: float, 
     return {
         "port": port, "clients": clients, "connected": len(times), "failed": sum(errors.values()),
         "connect_p50_ms": ms(statistics.median(times)) if times else None,
-        "connect_p99_ms": ms(_pct(times, 99)), "connect_max_ms": ms(times[-1] if times else None),
+        "connect_p99_ms": ms(percentile(times, 99)), "connect_max_ms": ms(times[-1] if times else None),
         "queries_ok": sum(1 for _, _, ok in answers if ok),
         "wall_s": round(wall_s, 1),
         "client_cpu_ms_per_client": round(client_cpu_s * 1000 / clients, 1) if clients else None,

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from halite import config, formats, lab as labmod, view
+from halite.webbench import percentile
 from labkit import BIN, run, salt_ssh, wait_for
 
 pytestmark = pytest.mark.lab
@@ -203,7 +204,7 @@ def test_switchover_while_clients_browse_and_buy(deployed):
     # again for up to 5 s, halite_web.db) and then succeed
     failed = [a for a in answers if a[2] >= 500 or a[2] in (0, 429)]
     during = sorted(a[3] for a in answers if a[0] - a[3] <= t_switched + 5 and a[0] >= t_switch)
-    pct = lambda q: during[min(len(during) - 1, int(q * len(during)))]  # noqa: E731
+    pct = lambda q: percentile(during, q * 100)  # noqa: E731
     print(f"\nswitchover under load: {len(answers)} requests, {len(failed)} failed; the {len(during)} during it "
           f"(salt-ssh's {t_switched - t_switch:.1f} s and 5 s after): latency p50 {pct(0.5) * 1000:.0f} ms, "
           f"p99 {pct(0.99) * 1000:.0f} ms, max {during[-1] * 1000:.0f} ms")

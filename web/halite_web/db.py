@@ -125,6 +125,10 @@ def check_primary(conn: HaliteConnection) -> None:
         raise NotPrimary(f"backend {backend.address} is in recovery")
 
 
+#: Each path's check of a connection before use (the pool's and a direct one's alike).
+CHECKS = {"write": check_primary, "read": check_any}
+
+
 class Database:
     def __init__(self, cfg: dict[str, Any]):
         self.write_dsn = cfg.get("WRITE_DSN")
@@ -167,8 +171,12 @@ class Database:
             "prepare_threshold": None,
         }
 
+    def _key(self, kind: str) -> str:
+        """The path a ``kind`` of work takes: reads share the write path when there is no read DSN."""
+        return "write" if kind == "write" or not self.split else "read"
+
     def pool(self, kind: str) -> ConnectionPool:
-        key = "write" if kind == "write" or not self.split else "read"
+        key = self._key(kind)
         pool = self._pools.get(key)
         if pool is not None:
             return pool
@@ -185,7 +193,7 @@ class Database:
                     timeout=self.timeout,
                     name=f"halite-web-{key}",
                     connection_class=HaliteConnection,
-                    check=check_primary if key == "write" else check_any,
+                    check=CHECKS[key],
                     kwargs=self._connect_kwargs(key),
                     reconnect_timeout=self.reconnect_timeout,
                     max_idle=300,
@@ -212,13 +220,13 @@ class Database:
         closed afterwards: the pool reconnects in the background with a growing back-off
         (1, 2, 4 s), which a request that waits at most a few seconds cannot sit out."""
         if direct:
-            key = "write" if kind == "write" or not self.split else "read"
+            key = self._key(kind)
             dsn = self._dsn(key)
             if not dsn:
                 raise DatabaseUnavailable(key, "no DSN configured")
             conn = HaliteConnection.connect(dsn, **self._connect_kwargs(key))
             try:
-                (check_primary if key == "write" else check_any)(conn)
+                CHECKS[key](conn)
                 yield conn
             finally:
                 conn.close()
