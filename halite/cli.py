@@ -86,7 +86,11 @@ def _config(args: argparse.Namespace) -> int:
     settings = [Path(p) for p in args.settings] if args.settings is not None else None
     if args.action == "check":
         problems = config.check(topo, settings)
-        files = [os.path.relpath(p) for p in [topo or config.topology_path(), *(settings or config.settings_paths())]]
+        try:
+            topo_data = config.read_yaml(topo or config.topology_path())
+        except config.ConfigError:
+            topo_data = {}
+        files = [os.path.relpath(p) for p in [topo or config.topology_path(), *(settings or config.settings_paths(topo_data))]]
         if problems:
             print(f"halite: {len(problems)} problem(s) in {', '.join(files)}:", file=sys.stderr)
             for key, msg in problems:

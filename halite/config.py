@@ -10,8 +10,8 @@ typed model in :mod:`halite.model`; each host's view is :mod:`halite.view`.
 Files, merged in this order (later wins):
 
 - ``pillar/topology.yaml`` (or ``HALITE_TOPOLOGY``): hosts, roles, addresses;
-- ``pillar/lab.yaml``: the lab's package sources (its local mirror);
-- ``pillar/secrets.yaml``: the lab's passwords and keys;
+- ``pillar/lab.yaml``: the lab's package sources (its local mirror), only for the
+  lab's topology (``name: lab``);
 - ``pillar/local.yaml`` (not in git): a site's own values;
 - ``HALITE_SETTINGS``: one more file (tests, benchmarks).
 
@@ -72,10 +72,21 @@ def topology_path() -> Path:
     return Path(os.environ.get("HALITE_TOPOLOGY", PILLAR_DIR / "topology.yaml"))
 
 
-def settings_paths() -> list[Path]:
-    """Settings files that exist, in merge order (later wins)."""
-    paths = [p for p in (PILLAR_DIR / "lab.yaml", PILLAR_DIR / "local.yaml")
-             if p.exists()]
+def settings_paths(topology: dict | None = None) -> list[Path]:
+    """Settings files that exist, in merge order (later wins).
+
+    ``pillar/lab.yaml`` (the lab's mirror, wheels and test-friendly timings) only for the lab's
+    topology (``name: lab``): a site's topology starts from halite's defaults.
+
+    :param topology: the topology the settings go with (default: the file :func:`topology_path` names).
+    """
+    if topology is None:
+        try:
+            topology = read_yaml(topology_path())
+        except ConfigError:
+            topology = {}  # reported by whoever reads the topology
+    lab = PILLAR_DIR / "lab.yaml" if topology.get("name") == "lab" else None
+    paths = [p for p in (lab, PILLAR_DIR / "local.yaml") if p is not None and p.exists()]
     extra = os.environ.get("HALITE_SETTINGS")
     return paths + ([Path(extra)] if extra else [])
 
@@ -87,7 +98,7 @@ def raw(topology: dict | None = None, settings: dict | None = None,
         topology = read_yaml(topology_file or topology_path())
     if settings is None:
         settings = {}
-        for path in (settings_paths() if settings_files is None else settings_files):
+        for path in (settings_paths(topology) if settings_files is None else settings_files):
             settings = deep_merge(settings, read_yaml(path))
     if "topology" in settings:
         raise ConfigError("topology", "belongs in the topology file, not in a settings file")

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from halite import config, platforms
+from halite import config, model, platforms
 
 ROOT = Path(os.environ.get("HALITE_LAB_ROOT", "/var/lib/halite"))
 #: Debian releases the lab can boot (each its own image and mirror).
@@ -33,7 +33,7 @@ SSH_DIR = LAB_DIR / "ssh"
 KEY = SSH_DIR / "id_ed25519"
 KNOWN_HOSTS = SSH_DIR / "known_hosts"
 STATE = LAB_DIR / "state.json"
-MIRROR_MOUNT = "/srv/halite-mirror"
+MIRROR_MOUNT = model.LAB_MIRROR
 DEBIAN_URL = "http://deb.debian.org/debian"
 
 #: What the base image holds: enough to boot systemd and be managed over SSH.

@@ -115,6 +115,16 @@ def _secret(v: str) -> str:
     return v
 
 
+_LOGIN_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def _login_user(v: str) -> str:
+    if not _LOGIN_USER.match(v):
+        raise ValueError(f"is {v!r}; a login name is lower-case letters, digits, '_' and '-', "
+                         "starting with a letter or '_' (at most 32)")
+    return v
+
+
 def _abs_path(v: str) -> str:
     if not v.startswith("/") or any(not c.isprintable() or c.isspace() for c in v):
         raise ValueError(f"is {v!r}; an absolute path without spaces is expected")
@@ -251,6 +261,8 @@ class Network(Model):
 
 class Host(Model):
     roles: list[Role] = Field(min_length=1, description="what the host runs: jump, db, haproxy, app, legacy_db, backup, monitoring")
+    user: Annotated[str, AfterValidator(_login_user)] | None = Field(
+        None, description="the user halite logs in as on this host (empty: topology.access.user)")
     os_family: Literal["Debian", "RedHat"] = Field("Debian", description="Debian or RedHat")
     os_release: Literal["bookworm", "trixie", 8, 9] | None = Field(
         None, description="Debian: bookworm (12) or trixie (13); RedHat family: major 8 or 9; "
@@ -259,8 +271,22 @@ class Host(Model):
         description="network name -> address; every host needs at least one")
 
 
+class Access(Model):
+    """How the control machine logs in: the one place the roster, salt-ssh, salt-run and
+    ``halite hosts trust`` take the user, the key and the known_hosts file from."""
+    user: Annotated[str, AfterValidator(_login_user)] = Field(
+        "root", description="the user halite logs in as (cloud images: admin, debian, almalinux, ec2-user...); "
+                            "any other user than root needs passwordless sudo, and salt-ssh runs through it")
+    key: AbsPath | None = Field(
+        None, description="the SSH private key (empty: the lab's on the lab, ~/.ssh/id_ed25519 elsewhere)")
+    known_hosts: AbsPath | None = Field(
+        None, description="the host keys halite trusts (empty: the lab's on the lab, "
+                          ".halite/<topology>/known_hosts elsewhere, written by `halite hosts trust`)")
+
+
 class Topology(Model):
     name: Name = Field(description="the site's name (lab for the lab)")
+    access: Access = Field(default_factory=Access, description="how the control machine logs in to the hosts")
     domain: Annotated[str, AfterValidator(_dns_name)] = Field(description="DNS domain of the hosts")
     networks: dict[Name, Network] = Field(description="networks by name; 'private' is the cluster's own")
     lab_range: Annotated[str, AfterValidator(_ipv4_network)] | None = Field(
@@ -814,6 +840,8 @@ class Secrets(Model):
                              "proves they are escaped right wherever they land")
 
 
+#: The lab's package mirror and wheel folder, mounted read-only into every lab host.
+LAB_MIRROR = "/srv/halite-mirror"
 #: SHA-256 of the passwords and key the lab shipped in git before halite generated them
 #: (pillar/secrets.yaml, up to December 2026): a topology that is not the lab refuses them.
 LAB_EXAMPLE_SECRETS = frozenset({
@@ -1300,6 +1328,7 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
             if value is not None and hashlib.sha256(value.encode()).hexdigest() in LAB_EXAMPLE_SECRETS:
                 p.append((key, f"is copied from the lab's examples; on topology {s.topology.name!r} leave it "
                                "empty (halite generates one) or give your own"))
+        p.extend(_lab_only_sources(s))
     for key in Users.model_fields:
         pw = getattr(s.users, key).password
         if pw is None:
@@ -1321,6 +1350,32 @@ def cross_checks(s: Settings, raw_dcs: dict | None = None) -> list[tuple[str, st
         if s.web.listen_network in topo.networks and s.web.listen_network not in hosts[h].addresses:
             p.append(("web.listen_network", f"app host {h} has no address on network {s.web.listen_network!r}"))
     p.extend(_release_checks(s))
+    return p
+
+
+def _lab_only_sources(s: Settings) -> list[tuple[str, str]]:
+    """Package sources only the lab may use: its mirror and wheel folder (``LAB_MIRROR``, built by
+    ``halite lab up`` on the control machine, absent on real hosts) and sources trusted unsigned."""
+    p: list[tuple[str, str]] = []
+    where = f"on topology {s.topology.name!r}"
+    for i, line in enumerate(s.packages.apt_sources):
+        key = f"packages.apt_sources[{i}]"
+        if LAB_MIRROR in line:
+            p.append((key, f"is the lab's package mirror ({LAB_MIRROR}); {where} name your distribution's "
+                           "or your organisation's repository"))
+        elif re.search(r"(^|[\[\s])trusted=yes\b", line):
+            p.append((key, f"trusts an unsigned source ([trusted=yes]); {where} give the repository's key "
+                           "([signed-by=/path/to/key.gpg])"))
+    if s.packages.pip_find_links and s.packages.pip_find_links.replace("file:", "").startswith(LAB_MIRROR):
+        p.append(("packages.pip_find_links", f"is the lab's wheel folder ({LAB_MIRROR}/pypi); {where} leave it "
+                                             "empty (PyPI) or name your own folder or index"))
+    for name, repo in s.packages.yum_repos.items():
+        text = repo if isinstance(repo, str) else " ".join(str(v) for v in repo.model_dump().values())
+        if LAB_MIRROR in text:
+            p.append((f"packages.yum_repos.{name}", f"is the lab's package mirror ({LAB_MIRROR}); {where} name "
+                                                    "your distribution's, PGDG's or your organisation's repository"))
+        elif getattr(repo, "gpgcheck", True) is False:
+            p.append((f"packages.yum_repos.{name}.gpgcheck", f"is off; {where} a repository is checked with its key"))
     return p
 
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from halite import config
-from halite.roster import roster
+from halite.roster import LAB_SSH_DIR, roster
 
 
 from conftest import good  # noqa: E402,F401  (the shipped description, shared with the model tests)
@@ -137,19 +137,19 @@ def test_pillar_gives_each_host_its_view(good):
 
 
 def test_roster_reaches_everything_but_the_jump_host_through_it(good):
-    r = roster(load(*good)["topology"], key="/k", known_hosts="/kh")
+    r = roster(load(*good)["topology"])
     assert r["jump-01"]["host"] == "10.77.0.10"
     assert not any("ProxyCommand" in o for o in r["jump-01"]["ssh_options"])
     for host in ("db-01", "db-02", "db-03", "app-01"):
         opts = " ".join(r[host]["ssh_options"])
-        assert "ProxyCommand=ssh -i /k" in opts and "-W %h:%p root@10.77.0.10" in opts
+        assert f"ProxyCommand=ssh -i {LAB_SSH_DIR}/id_ed25519" in opts and "-W %h:%p root@10.77.0.10" in opts
         assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
     assert r["db-01"]["host"] == "10.77.1.11"
 
 
 def test_roster_hands_db_hosts_the_api_settings_as_minion_opts(good):
     data = load(*good)
-    r = roster(data["topology"], key="/k", known_hosts="/kh", data=data)
+    r = roster(data["topology"], data=data)
     assert r["db-01"]["minion_opts"]["halite"]["patroni"]["restapi"]["username"] == "patroni"
     assert r["db-01"]["minion_opts"]["halite"]["etcd"]["client_port"] == 2379
     assert "minion_opts" not in r["jump-01"] and "minion_opts" not in r["app-01"]
@@ -159,5 +159,5 @@ def test_roster_hands_db_hosts_the_api_settings_as_minion_opts(good):
     assert opts["tls_paths"] == {"dir": "/etc/halite/tls", "ca": "/etc/halite/tls/ca.crt",
                                  "cert": "/etc/halite/tls/host.crt", "key": "/etc/halite/tls/host.key"}
     data["tls"]["unsafe_plaintext"] = ["etcd"]
-    opts = roster(data["topology"], key="/k", known_hosts="/kh", data=data)["db-01"]["minion_opts"]["halite"]
+    opts = roster(data["topology"], data=data)["db-01"]["minion_opts"]["halite"]
     assert opts["tls_on"]["etcd"] is False and opts["tls_on"]["patroni_api"] is True

@@ -249,7 +249,7 @@ def test_the_roster_hands_direct_calls_no_secret():
     from halite import roster
 
     data = config.load()
-    opts = roster.roster(data["topology"], key="/k", known_hosts="/kh", data=data)["db-01"]["minion_opts"]
+    opts = roster.roster(data["topology"], data=data)["db-01"]["minion_opts"]
     restapi = salt_ssh_shim_config(opts)["halite"]["patroni"]["restapi"]
     assert restapi == {"port": 8008, "username": "patroni"}
     text = json.dumps(opts, ensure_ascii=False)

@@ -560,10 +560,44 @@ def test_a_topology_that_is_not_the_lab_refuses_the_labs_old_example_passwords()
     d["users"]["app"]["password"] = old_lab_app_password
     model.validate(copy.deepcopy(d))  # the lab itself may still use it
     d["topology"]["name"] = "shop"
+    d["packages"] = {}  # not the lab's mirror (refused on its own, below)
     with pytest.raises(config.ConfigError) as info:
         model.validate(d)
     assert info.value.problems == [("users.app.password", "is copied from the lab's examples; on topology 'shop' "
                                     "leave it empty (halite generates one) or give your own")]
+
+
+def test_a_topology_that_is_not_the_lab_refuses_the_labs_package_sources():
+    d = base()
+    d["topology"]["name"] = "shop"
+    d["packages"]["apt_sources"] = [*d["packages"]["apt_sources"],
+                                    "deb [arch=amd64 trusted=yes] https://apt.example.com/debian bookworm main",
+                                    "deb [signed-by=/etc/apt/keyrings/pgdg.gpg] https://apt.postgresql.org/pub/repos/apt "
+                                    "bookworm-pgdg main"]
+    problems = refused(d)
+    assert problems == [
+        ("packages.apt_sources[0]", "is the lab's package mirror (/srv/halite-mirror); on topology 'shop' name "
+                                    "your distribution's or your organisation's repository"),
+        ("packages.apt_sources[1]", "trusts an unsigned source ([trusted=yes]); on topology 'shop' give the "
+                                    "repository's key ([signed-by=/path/to/key.gpg])"),
+        ("packages.pip_find_links", "is the lab's wheel folder (/srv/halite-mirror/pypi); on topology 'shop' "
+                                    "leave it empty (PyPI) or name your own folder or index"),
+    ]
+    # the lab itself uses them, and a site without them is fine
+    model.validate(base())
+    d["packages"] = {"apt_sources": d["packages"]["apt_sources"][2:]}
+    model.validate(d)
+
+
+def test_the_lab_settings_file_goes_with_the_lab_topology_only(tmp_path):
+    topo = config.read_yaml(config.PILLAR_DIR / "topology.yaml")
+    assert config.PILLAR_DIR / "lab.yaml" in config.settings_paths(topo)
+    topo["name"] = "shop"
+    assert config.PILLAR_DIR / "lab.yaml" not in config.settings_paths(topo)
+    shop = tmp_path / "shop.yaml"
+    shop.write_text(__import__("yaml").safe_dump(topo))
+    data = config.load(topology_file=shop, generate=False)
+    assert data["packages"]["apt_sources"] == [] and data["packages"]["pip_find_links"] is None
 
 
 def refused(d: dict) -> list[tuple[str, str]]:
