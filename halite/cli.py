@@ -7,6 +7,7 @@ Examples::
     halite config show db-01 # what db-01 receives (its pillar), secrets masked
     halite config example    # every setting with its default (pillar.example)
 
+    halite hosts trust       # first contact: the hosts' key fingerprints, through the jump host
     halite lab up            # build (cached) and boot the five lab hosts
     halite lab status        # host, release, running or not, addresses, roles
     halite lab ssh db-01 -- patronictl list
@@ -212,6 +213,13 @@ def _orch(args: argparse.Namespace) -> int:
         return 130
 
 
+def _hosts(args: argparse.Namespace) -> int:
+    from halite import hosts
+
+    hosts.trust(confirm=(lambda _question: True) if args.yes else None)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import signal
 
@@ -266,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     p_orch.add_argument("--pillar", help='pillar override as JSON, e.g. \'{"target": "db-04"}\'')
     p_orch.add_argument("--test", action="store_true", help="dry run (test=True)")
     p_orch.set_defaults(func=_orch)
+    p_hosts = sub.add_parser("hosts", help="first contact: record the hosts' keys, scanned through the jump host")
+    p_hosts.add_argument("action", choices=["trust"])
+    p_hosts.add_argument("--yes", action="store_true", help="record without asking (compare the fingerprints first)")
+    p_hosts.set_defaults(func=_hosts)
     p_bench = sub.add_parser("bench", help="benchmarks against the lab (results under bench/results)")
     p_bench.add_argument("name", choices=["failover"])
     p_bench.add_argument("--runs", type=int, default=1)

@@ -44,6 +44,35 @@ def test_unknown_host_keys_are_refused(lab, tmp_path):
     assert res.returncode != 0 and "host key" in res.stderr.lower(), res.stderr
 
 
+def test_hosts_trust_records_every_hosts_keys_through_the_jump_host_as_the_lab_has_them(lab, tmp_path):
+    """First contact the way a site does it: the jump host's keys scanned from here, the others
+    on the jump host over a checked session; the same keys the lab put in its own known_hosts."""
+    from halite import hosts
+
+    topo = dict(TOPO, access={**TOPO.get("access", {}), "known_hosts": str(tmp_path / "known_hosts")})
+    shown = []
+    path = hosts.trust(topo, confirm=lambda question: shown.append(question) or True, out=open(tmp_path / "out", "w"))
+    out = (tmp_path / "out").read_text()
+    assert len(shown) == 2, out  # the jump host, then the others: each batch confirmed
+    assert "scanned on jump-01" in out and out.count("SHA256:") == len(HOSTS), out
+    recorded, lab_keys = hosts.read_known(path), hosts.read_known(labmod.KNOWN_HOSTS)
+    for host in HOSTS:
+        for name in [host, *TOPO["hosts"][host]["addresses"].values()]:
+            assert recorded[name] == lab_keys[name], (host, name)
+    # again: nothing new to confirm
+    hosts.trust(topo, confirm=lambda question: pytest.fail("asked again"), out=open(tmp_path / "out2", "w"))
+    assert "already recorded" in (tmp_path / "out2").read_text()
+    # a recorded key that differs (a rebuilt host, or someone in the middle) stops it
+    text = path.read_text().splitlines()
+    db01 = next(i for i, line in enumerate(text) if line.startswith("db-01,"))
+    fake = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "fake")], check=True)
+    assert fake.returncode == 0
+    text[db01] = text[db01].rsplit(" ", 1)[0] + " " + (tmp_path / "fake.pub").read_text().split()[1]
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(RuntimeError, match="db-01 .* now shows another ssh-ed25519 key"):
+        hosts.trust(topo, confirm=lambda question: True, out=open(tmp_path / "out3", "w"))
+
+
 def test_nftables_default_drop_on_every_host(deployed):
     rc, data = salt_ssh("*", "cmd.run", "nft list chain inet halite input")
     assert rc == 0, data
