@@ -47,7 +47,7 @@ def _lab(args: argparse.Namespace) -> int:
             return 2
         host, *cmd = args.hosts
         topo = config.load()["topology"]
-        argv = lab.ssh_base(topo, host) + (["-t"] if not cmd and sys.stdin.isatty() else []) + cmd
+        argv = lab.ssh_base(topo, host) + (["-t"] if not cmd and sys.stdin.isatty() else []) + lab.as_root(topo, host, cmd)
         os.execvp(argv[0], argv)
     elif args.action == "url":
         print(lab.site_url())

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from halite import config, model, platforms
+from halite import config, model, platforms, view
 
 ROOT = Path(os.environ.get("HALITE_LAB_ROOT", "/var/lib/halite"))
 #: Debian releases the lab can boot (each its own image and mirror).
@@ -40,6 +41,9 @@ DEBIAN_URL = "http://deb.debian.org/debian"
 IMAGE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
     "ca-certificates", "procps", "less", "netbase",
+    # what a provider's Debian image has and halite must live with: sudo for the named
+    # login user, automatic updates switched on
+    "sudo", "unattended-upgrades",
 ]
 
 #: Debian packages the states may install on lab hosts, served by the mirror;
@@ -132,9 +136,12 @@ def build_image(release: str = "bookworm") -> Path:
     """Debootstrap the base image of a Debian release once; later calls reuse it."""
     image = image_dir(release)
     marker = image / ".halite-image-ok"
-    if marker.exists():
+    wanted = json.dumps(IMAGE_PACKAGES)
+    if marker.exists() and marker.read_text() == wanted:
         log(f"{release} base image cached at {image}")
         return image
+    if marker.exists():
+        log(f"the {release} base image lacks packages the lab now needs: building it again")
     if image.exists():
         shutil.rmtree(image)
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +162,7 @@ def build_image(release: str = "bookworm") -> Path:
         link.symlink_to("/lib/systemd/system/systemd-networkd.service")
     run(["chroot", tmp, "apt-get", "clean"])
     tmp.rename(image)
-    marker.write_text(time.strftime("%F %T\n"))
+    marker.write_text(wanted)
     return image
 
 
@@ -368,10 +375,7 @@ def prepare_host(topo: dict, host: str, state: dict) -> Path:
     netdir.mkdir(parents=True, exist_ok=True)
     for iface, net, addr in interfaces(topo, host):
         (netdir / f"10-{iface}.network").write_text(_networkd(iface, addr, topo["networks"][net]["cidr"]))
-    sshdir = root / "root/.ssh"
-    sshdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (sshdir / "authorized_keys").write_text(Path(str(KEY) + ".pub").read_text())
-    os.chmod(sshdir / "authorized_keys", 0o600)
+    _login(root, view.login_user(topo, host))
     hostkey = root / "etc/ssh/ssh_host_ed25519_key"
     if not hostkey.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", hostkey], quiet=True)
@@ -380,6 +384,50 @@ def prepare_host(topo: dict, host: str, state: dict) -> Path:
     if not lab_conf.exists():
         lab_conf.write_text("HostKey /etc/ssh/ssh_host_ed25519_key\n")
     return root
+
+
+#: What cloud-init writes in front of root's key when it refuses root (``disable_root``;
+#: without its ``sleep 10``), so a root login is refused the way a provider's image refuses it.
+CLOUD_DISABLE_ROOT = ('no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo \'Please login '
+                      'as the user \\"{user}\\" rather than the user \\"root\\".\';echo;exit 142" ')
+
+
+def _login(root: Path, user: str) -> None:
+    """The lab's key lets the control machine in as ``user``.
+
+    root: root's authorized_keys. Any other user: the host is made like a provider's Debian
+    image after cloud-init: ``user`` with passwordless sudo, root's key refused with
+    cloud-init's message, cloud-init's sshd drop-in allowing passwords (which halite's
+    ``base.ssh`` must override) and unattended upgrades on (``base.upgrades`` turns them off
+    on db hosts).
+    """
+    pub = Path(str(KEY) + ".pub").read_text()
+    rootssh = root / "root/.ssh"
+    rootssh.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if user == "root":
+        (rootssh / "authorized_keys").write_text(pub)
+        os.chmod(rootssh / "authorized_keys", 0o600)
+        return
+    (rootssh / "authorized_keys").write_text(CLOUD_DISABLE_ROOT.format(user=user) + pub)
+    os.chmod(rootssh / "authorized_keys", 0o600)
+    if not any(line.split(":")[0] == user for line in (root / "etc/passwd").read_text().splitlines()):
+        run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", user], quiet=True)
+    entry = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
+                 if line.split(":")[0] == user)
+    uid, gid, home = int(entry[2]), int(entry[3]), root / entry[5].lstrip("/")
+    sshdir = home / ".ssh"
+    sshdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (sshdir / "authorized_keys").write_text(pub)
+    for path in (sshdir, sshdir / "authorized_keys"):
+        os.chown(path, uid, gid)
+    os.chmod(sshdir / "authorized_keys", 0o600)
+    sudoers = root / "etc/sudoers.d/90-cloud-init-users"
+    sudoers.write_text(f"# Created by cloud-init (the halite lab's stand-in)\n{user} ALL=(ALL) NOPASSWD:ALL\n")
+    os.chmod(sudoers, 0o440)
+    (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    (root / "etc/ssh/sshd_config.d/50-cloud-init.conf").write_text("PasswordAuthentication yes\n")
+    (root / "etc/apt/apt.conf.d/20auto-upgrades").write_text(
+        'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n')
 
 
 def write_known_hosts(topo: dict) -> None:
@@ -427,15 +475,28 @@ def start_host(topo: dict, host: str, state: dict) -> None:
 
 
 def ssh_base(topo: dict, host: str) -> list[str]:
-    """The ssh command line that reaches ``host`` the way Salt does."""
+    """The ssh command line that reaches ``host`` the way Salt does (as the topology's login
+    user; :func:`as_root` runs a command through its sudo)."""
     jump = config.hosts_with_role(topo, "jump")[0]
+    user, jump_user = view.login_user(topo, host), view.login_user(topo, jump)
     opts = ["ssh", "-i", str(KEY), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
     if host == jump:
-        return opts + [f"root@{topo['hosts'][jump]['addresses']['edge']}"]
+        return opts + [f"{user}@{topo['hosts'][jump]['addresses']['edge']}"]
     proxy = (f"ProxyCommand=ssh -i {KEY} -o UserKnownHostsFile={KNOWN_HOSTS} -o StrictHostKeyChecking=yes "
-             f"-o BatchMode=yes -o ConnectTimeout=5 -W %h:%p root@{topo['hosts'][jump]['addresses']['edge']}")
-    return opts + ["-o", proxy, f"root@{config.cluster_address(topo, host)}"]
+             f"-o BatchMode=yes -o ConnectTimeout=5 -W %h:%p {jump_user}@{topo['hosts'][jump]['addresses']['edge']}")
+    return opts + ["-o", proxy, f"{user}@{config.cluster_address(topo, host)}"]
+
+
+def as_root(topo: dict, host: str, command: list[str]) -> list[str]:
+    """``command`` for :func:`ssh_base` run as root: as it is when the login user is root, else
+    through ``sudo -n`` (the remote shell reads it as ssh would have: the words joined by spaces).
+    No command: a root login shell."""
+    if view.login_user(topo, host) == "root":
+        return command
+    if not command:
+        return ["sudo", "-i"]
+    return ["sudo -n sh -c " + shlex.quote(" ".join(command))]
 
 
 class SshTimeout(RuntimeError):
@@ -630,7 +691,7 @@ def ssh(host: str, command: list[str], check: bool = False, capture: bool = True
     topo = config.load()["topology"]
     if host not in topo["hosts"]:
         raise RuntimeError(f"unknown host {host!r}; hosts: {', '.join(topo['hosts'])}")
-    cmd = ssh_base(topo, host) + command
+    cmd = ssh_base(topo, host) + as_root(topo, host, command)
     if not capture:
         return subprocess.run(cmd, check=check, timeout=timeout)
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from halite import config
+from halite import config, view
 
 #: Where the lab keeps its key and host keys (:mod:`halite.lab`; HALITE_LAB_ROOT moves them).
 LAB_SSH_DIR = Path(os.environ.get("HALITE_LAB_ROOT", "/var/lib/halite")) / "lab" / "ssh"
@@ -40,7 +40,7 @@ def access(topo: dict) -> dict:
     key = acc.get("key") or str(LAB_SSH_DIR / "id_ed25519" if lab else Path("~/.ssh/id_ed25519").expanduser())
     known = acc.get("known_hosts") or str(LAB_SSH_DIR / "known_hosts" if lab
                                          else config.REPO / ".halite" / topo["name"] / "known_hosts")
-    users = {h: spec.get("user") or acc.get("user") or "root" for h, spec in topo["hosts"].items()}
+    users = {h: view.login_user(topo, h) for h in topo["hosts"]}
     return {"key": key, "known_hosts": known, "users": users}
 
 
@@ -52,7 +52,6 @@ def _minion_opts(data: dict | None) -> dict:
     # no secret: salt-ssh leaves minion_opts in its thin directory on the host; the patroni
     # module reads the REST API's password from patroni.yml there instead
     restapi = {k: v for k, v in ((data.get("patroni") or {}).get("restapi") or {}).items() if k != "password"}
-    from halite import view
 
     return {"halite": {"patroni": {"restapi": restapi},
                        "etcd": {"client_port": (data.get("etcd") or {}).get("client_port", 2379)},

@@ -741,6 +741,13 @@ def strip_secrets(data: dict, roles: list[str], mask: bool = False) -> dict:
     return out
 
 
+def login_user(topo: dict, host: str) -> str:
+    """The user the control machine logs in as on ``host``: its own ``user``, else
+    ``topology.access.user`` (root). Any other than root works through sudo, and root's own
+    SSH login stays refused (``base.ssh``)."""
+    return topo["hosts"][host].get("user") or (topo.get("access") or {}).get("user") or "root"
+
+
 def host_platform(data: dict, host: str) -> dict:
     """The host's OS family, release (the topology's or the family's default),
     that release's major (the ``osmajorrelease`` grain) and the PostgreSQL
@@ -786,6 +793,7 @@ def host_view(data: dict, host: str) -> dict:
         "roles": roles,
         **host_platform(data, host),
         "address": cluster_address(topo, host),
+        "login_user": login_user(topo, host),
         "states": host_states(topo, host),
         "firewall": firewall_rules(data, host),
         "secrets": secrets_for(roles, data),

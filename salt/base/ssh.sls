@@ -1,5 +1,7 @@
 {%- from "map.jinja" import hl with context %}
 # SSH hardening: keys only. Only the jump host forwards TCP (it is the bastion).
+# Root logs in only when it is the user halite logs in as (topology.access.user);
+# with a named user and sudo (a cloud image), root's login stays refused.
 # sshd keeps the first value it reads, so the drop-in sorts first (00-): a
 # 50-cloud-init.conf that allows passwords cannot override it.
 include:
@@ -16,7 +18,7 @@ base-sshd-config:
     - makedirs: True
     - contents: |
         # Managed by Salt (halite base.ssh)
-        PermitRootLogin prohibit-password
+        PermitRootLogin {{ 'prohibit-password' if hl.host.login_user == 'root' else 'no' }}
         PasswordAuthentication no
         KbdInteractiveAuthentication no
         PermitEmptyPasswords no

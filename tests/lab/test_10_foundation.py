@@ -97,7 +97,25 @@ def test_ssh_is_keys_only(deployed):
     for host in HOSTS:
         assert "passwordauthentication no" in data[host]
         assert "kbdinteractiveauthentication no" in data[host]
-        assert "permitrootlogin without-password" in data[host] or "permitrootlogin prohibit-password" in data[host]
+        # the lab's hosts are like a provider's image: halite logs in as "admin" with sudo and
+        # keeps root's own login refused (prohibit-password only where root is the login user)
+        want = "permitrootlogin no" if TOPO["access"]["user"] != "root" else "permitrootlogin without-password"
+        assert want in data[host], (host, data[host])
+
+
+def test_the_lab_hosts_are_like_a_providers_image_and_root_cannot_log_in(lab):
+    """What the real-host path must live with: a named user with passwordless sudo, root refused
+    with cloud-init's message, cloud-init's sshd file allowing passwords, automatic updates on."""
+    user = TOPO["access"]["user"]
+    assert user != "root"
+    res = subprocess.run(["ssh", "-i", str(labmod.KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                          "-o", f"UserKnownHostsFile={labmod.KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
+                          "root@10.77.0.10", "id"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 142 and f'Please login as the user "{user}" rather than the user "root".' in res.stdout, res
+    res = run([BIN / "halite", "lab", "ssh", "db-01",
+               "id -un; cat /etc/ssh/sshd_config.d/50-cloud-init.conf /etc/apt/apt.conf.d/20auto-upgrades"], check=True)
+    assert res.stdout.splitlines()[0] == "root"  # through the login user's sudo
+    assert "PasswordAuthentication yes" in res.stdout and 'Unattended-Upgrade "1"' in res.stdout
 
 
 def test_a_cloud_init_dropin_that_allows_passwords_does_not_win(deployed):

@@ -142,7 +142,7 @@ def test_roster_reaches_everything_but_the_jump_host_through_it(good):
     assert not any("ProxyCommand" in o for o in r["jump-01"]["ssh_options"])
     for host in ("db-01", "db-02", "db-03", "app-01"):
         opts = " ".join(r[host]["ssh_options"])
-        assert f"ProxyCommand=ssh -i {LAB_SSH_DIR}/id_ed25519" in opts and "-W %h:%p root@10.77.0.10" in opts
+        assert f"ProxyCommand=ssh -i {LAB_SSH_DIR}/id_ed25519" in opts and "-W %h:%p admin@10.77.0.10" in opts
         assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
     assert r["db-01"]["host"] == "10.77.1.11"
 

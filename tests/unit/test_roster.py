@@ -22,13 +22,20 @@ def topo_of(good, **access) -> dict:
     return config.load(topo, copy.deepcopy(good[1]), generate=False)["topology"]
 
 
-def test_the_lab_logs_in_as_root_with_its_own_key_and_host_keys(good):
+def test_the_lab_logs_in_as_its_image_user_with_its_own_key_and_host_keys(good):
     acc = roster.access(good[0])
     assert acc == {"key": str(roster.LAB_SSH_DIR / "id_ed25519"), "known_hosts": str(roster.LAB_SSH_DIR / "known_hosts"),
-                   "users": {h: "root" for h in good[0]["hosts"]}}
+                   "users": {h: "admin" for h in good[0]["hosts"]}}
     r = roster.roster(good[0])
-    assert all(e["user"] == "root" and "sudo" not in e for e in r.values())
+    assert all(e["user"] == "admin" and e["sudo"] is True for e in r.values())
     assert r["db-01"]["ssh_options"][0] == f"UserKnownHostsFile={roster.LAB_SSH_DIR / 'known_hosts'}"
+
+
+def test_root_logs_in_without_sudo(good):
+    topo = topo_of(good, user="root")
+    r = roster.roster(topo)
+    assert all(e["user"] == "root" and "sudo" not in e for e in r.values())
+    assert r["db-01"]["ssh_options"][-1].endswith('-W %h:%p root@10.77.0.10"')
 
 
 def test_a_site_takes_its_key_and_known_hosts_from_the_topology_or_its_own_folder(good):
