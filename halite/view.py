@@ -1234,4 +1234,5 @@ def pillar_for(minion_id: str, data: dict) -> dict:
         out.update(platforms.resolve(out["host"]["os_family"], out["host"]["postgresql_version"],
                                      data["legacy"]["cluster"]))
         out["container_virtual"] = list(platforms.CONTAINER_VIRTUAL)
+        out["platform"] = platforms.host_facts(out["host"]["os_family"], out["host"]["os_release"], data)
     return {"halite": out}
