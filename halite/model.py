@@ -298,9 +298,27 @@ class Topology(Model):
 # settings
 
 
+class YumRepo(Model):
+    """One dnf repository of the RedHat family (PGDG's, EPEL's, an organisation's mirror)."""
+
+    baseurl: Text = Field(description="the repository's baseurl")
+    gpgkey: Text | None = Field(None, description="the URL or file:// path of the key its packages are signed with")
+    gpgcheck: bool = Field(True, description="dnf checks the packages' signatures against gpgkey")
+
+    @model_validator(mode="after")
+    def _key_when_checked(self):
+        # dnf refuses a repository that checks signatures and names no key
+        if self.gpgcheck and not self.gpgkey:
+            raise ValueError("gpgcheck is on but no gpgkey is given: name the repository's signing key "
+                             "(a URL or a file:// path), or set gpgcheck: false")
+        return self
+
+
 class Packages(Model):
     apt_sources: list[Text] = Field(default_factory=list, description="Debian: lines of /etc/apt/sources.list.d/halite.list")
-    yum_repos: dict[Name, Text] = Field(default_factory=dict, description="RedHat family: repository name -> baseurl")
+    yum_repos: dict[Name, YumRepo] = Field(
+        default_factory=dict,
+        description="RedHat family: repository name -> {baseurl, gpgkey (URL or file:// path), gpgcheck (default true)}")
     pip_find_links: Annotated[str, AfterValidator(_pip_source)] | None = Field(
         None, description="a folder of wheels for Patroni, or null for the index")
     pip_index_url: Annotated[str, AfterValidator(_pip_source)] | None = Field(

@@ -16,13 +16,29 @@ base-apt-update:
       - file: base-apt-sources
 {%- endif %}
 {%- elif grains['os_family'] == 'RedHat' %}
-{%- for name, url in hl.packages.get('yum_repos', {}).items() %}
+{#- each repository names the key its packages are signed with (halite.model.YumRepo:
+    dnf refuses a checked repository without one); dnf imports it on the first install #}
+{%- for name, repo in hl.packages.yum_repos|dictsort %}
 base-yum-repo-{{ name }}:
   pkgrepo.managed:
     - name: {{ name }}
     - humanname: {{ name }}
-    - baseurl: {{ url }}
-    - gpgcheck: 1
+    - baseurl: {{ repo.baseurl|json }}
+    - gpgcheck: {{ 1 if repo.gpgcheck else 0 }}
+{%- if repo.gpgkey %}
+    - gpgkey: {{ repo.gpgkey|json }}
+{%- endif %}
+    - require_in:
+      - pkg: base-packages
+{%- endfor %}
+{#- module streams that hide PGDG's packages of the same name (halite.platforms
+    REDHAT_RELEASES dnf_modules_off: RHEL 8's default postgresql stream). dnf keeps a
+    module's state in /etc/dnf/modules.d/<name>.module (state=disabled once disabled). #}
+{%- for module in hl.platform.dnf_modules_off %}
+base-dnf-module-{{ module }}-disabled:
+  cmd.run:
+    - name: dnf -qy module disable {{ module }}
+    - unless: grep -qx 'state=disabled' /etc/dnf/modules.d/{{ module }}.module
     - require_in:
       - pkg: base-packages
 {%- endfor %}
