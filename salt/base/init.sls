@@ -1,5 +1,6 @@
 # Base layer for every host: packages, time, firewall, SSH, kernel, names,
-# automatic upgrades (off on db hosts), SELinux.
+# automatic upgrades (off on db hosts); on the RedHat family also firewalld
+# off (halite's nftables ruleset is the firewall) and SELinux.
 include:
   - base.packages
   - base.chrony
@@ -9,5 +10,6 @@ include:
   - base.hosts
   - base.upgrades
 {%- if grains.get('os_family') == 'RedHat' %}
+  - base.firewalld
   - base.selinux
 {%- endif %}

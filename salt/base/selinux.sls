@@ -1,32 +1,32 @@
 {%- from "map.jinja" import hl with context %}
-# RedHat family: SELinux enforcing, with the booleans and port labels the
-# stack needs (HAProxy connects to any port; Patroni, etcd, PgBouncer listen
-# on their own ports).
+{%- set se = hl.platform.selinux %}
+# RedHat family: SELinux enforcing, with the booleans and port labels of
+# halite.platforms (SELINUX_BOOLEANS, SELINUX_PORTS: only types and booleans
+# RHEL 8/9's targeted policy defines; ports the policy labels already are left
+# alone). haproxy_connect_any lets HAProxy reach the poolers and the members'
+# APIs and bind its stats port. etcd gets no label: no policy has an etcd port
+# type, and etcd, like Patroni and PgBouncer, runs unconfined from its unit.
 include:
   - base.packages
 
 base-selinux-enforcing:
   selinux.mode:
     - name: enforcing
+{%- for name, value in se.booleans|dictsort %}
 
-base-selinux-haproxy-connect-any:
+base-selinux-{{ name|replace('_', '-') }}:
   selinux.boolean:
-    - name: haproxy_connect_any
-    - value: True
+    - name: {{ name }}
+    - value: {{ value }}
     - persist: True
+{%- endfor %}
+{%- for p in se.ports %}
 
-{%- set ports = {
-    'postgresql_port_t': [hl.pgbouncer.port],
-    'http_port_t': [hl.patroni.restapi.port, hl.haproxy.stats_port],
-    'etcd_port_t': [hl.etcd.client_port, hl.etcd.peer_port],
-} %}
-{%- for type, nums in ports|dictsort %}
-{%- for port in nums %}
-base-selinux-port-{{ port }}:
+# {{ p.setting }}
+base-selinux-port-{{ p.port }}:
   selinux.port_policy_present:
-    - name: tcp/{{ port }}
-    - sel_type: {{ type }}
+    - name: tcp/{{ p.port }}
+    - sel_type: {{ p.type }}
     - require:
       - sls: base.packages
-{%- endfor %}
 {%- endfor %}
