@@ -6,7 +6,8 @@ include:
 # (a container's root may not): systemd gives it the limit instead (halite.view.haproxy_backends,
 # nofile). Without it a reload that raises maxconn fails ("Cannot raise FD limit") while
 # systemd reports success and the old configuration keeps running. A new limit needs a
-# restart; configuration changes need only a reload.
+# restart; configuration changes need only a reload. On the RedHat family the drop-in
+# also has systemd make /run/haproxy, the admin socket's folder (halite.platforms unit_lines).
 haproxy-limits-dropin:
   file.managed:
     - name: /etc/systemd/system/haproxy.service.d/halite.conf
@@ -15,6 +16,9 @@ haproxy-limits-dropin:
         # Managed by Salt (halite haproxy.service)
         [Service]
         LimitNOFILE={{ hl.host.haproxy_backends.nofile }}
+{%- for line in hl.unit_lines.haproxy %}
+        {{ line }}
+{%- endfor %}
     - mode: "0644"
 
 haproxy-limits-restart:
