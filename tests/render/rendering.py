@@ -16,18 +16,20 @@ SALT_CALL = REPO / ".venv/bin/salt-call"
 
 def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm",
               settings: Path | None = None, major: int | None = None,
-              topology: Path | None = None) -> subprocess.CompletedProcess:
+              topology: Path | None = None, os_name: str | None = None) -> subprocess.CompletedProcess:
     """Run ``salt-call --local --out=json ARGS`` as ``host`` of OS ``family``.
 
     :param settings: a HALITE_SETTINGS file merged over the pillar, if any.
-    :param major: the ``osmajorrelease`` grain (default: 12 for Debian, 9 for RedHat).
+    :param major: the ``osmajorrelease`` grain (default: 12 for Debian, 9 for RedHat); a
+        RedHat render's topology names it as every host's ``os_release``.
     :param topology: a HALITE_TOPOLOGY file, if not the lab's.
+    :param os_name: the ``os`` grain (default: Debian, or Rocky for RedHat).
     """
     major = major if major is not None else (12 if family == "Debian" else 9)
     cfg = tmp / f"{host}-{family}-{major}"
     cfg.mkdir(exist_ok=True)
     grains = {"os_family": family, "virtual": virtual, "id": host,
-              "os": "Debian" if family == "Debian" else "Rocky", "osmajorrelease": major}
+              "os": os_name or ("Debian" if family == "Debian" else "Rocky"), "osmajorrelease": major}
     (cfg / "minion").write_text(yaml.safe_dump({
         "id": host,
         "file_client": "local",
@@ -41,10 +43,12 @@ def salt_call(tmp: Path, host: str, family: str, *args: str, virtual: str = "kvm
     if topology is not None:
         env["HALITE_TOPOLOGY"] = str(topology)
     if family in ("RedHat",) and "HALITE_TOPOLOGY" not in env:
-        # the topology says which family each host runs: a RedHat render needs a RedHat topology
+        # the topology says which family and release each host runs: a RedHat render needs a
+        # RedHat topology of that major (map.jinja refuses a host whose osmajorrelease differs)
         topo = yaml.safe_load((REPO / "pillar/topology.yaml").read_text())
         for spec in topo["hosts"].values():
             spec["os_family"] = family
+            spec["os_release"] = major
         (cfg / "topology.yaml").write_text(yaml.safe_dump(topo))
         env["HALITE_TOPOLOGY"] = str(cfg / "topology.yaml")
     if settings is not None:
@@ -100,3 +104,28 @@ def nginx_sandbox(text: str, run: Path) -> Path:
             .replace("/etc/nginx/mime.types", mime).replace("http {", f"http {{\n    {temp}"))
     (run / "nginx.conf").write_text(text)
     return run / "nginx.conf"
+
+
+#: HAProxy for the render tests: installed, or Debian's package (and the libraries this
+#: machine lacks) unpacked under .venv/haproxy (`apt-get download haproxy liblua5.3-0
+#: libopentracing-c-wrapper0 libopentracing1`, then `dpkg -x` each): nothing installed.
+HAPROXY_LIBS = REPO / ".venv/haproxy/usr/lib/x86_64-linux-gnu"
+HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path=f"/usr/sbin:{REPO / '.venv/haproxy/usr/sbin'}")
+
+
+def haproxy_check(text: str, run: Path) -> subprocess.CompletedProcess:
+    """``haproxy -c`` on a rendered haproxy.cfg, rewritten to be checked unprivileged under
+    ``run``: this user instead of haproxy, a throwaway CA certificate instead of halite's."""
+    run.mkdir(parents=True, exist_ok=True)
+    ca = run / "ca.crt"
+    if not ca.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(run / "ca.key"), "-out", str(ca), "-days", "2", "-subj", "/CN=test"],
+                       check=True, capture_output=True)
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True, check=True).stdout.strip()
+    text = (text.replace("/etc/halite/tls/ca.crt", str(ca)).replace("    user haproxy", f"    user {user}")
+            .replace("    group haproxy", f"    group {group}"))
+    (run / "haproxy.cfg").write_text(text)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(HAPROXY_LIBS)}
+    return subprocess.run([HAPROXY, "-c", "-f", str(run / "haproxy.cfg")], capture_output=True, text=True, env=env)

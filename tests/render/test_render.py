@@ -6,7 +6,7 @@ import pytest
 
 from halite import config
 
-from rendering import REPO, salt_call
+from rendering import HAPROXY, REPO, arg, haproxy_check, render_template, salt_call
 
 HOSTS = list(config.load()["topology"]["hosts"])
 
@@ -36,10 +36,11 @@ def test_highstate_renders(tmp, host, family):
     assert "base-sshd-old-dropin-absent" in ids
     if family == "RedHat":
         assert "base-selinux-enforcing" in ids and "base-selinux-haproxy-connect-any" in ids
+        assert {"base-firewalld-dead", "base-firewalld-masked"} <= ids
         assert states["base-chrony-running"]["service"][0] == {"name": "chronyd"} or \
             {"name": "chronyd"} in states["base-chrony-running"]["service"]
     else:
-        assert not any(i.startswith("base-selinux") for i in ids)
+        assert not any(i.startswith(("base-selinux", "base-firewalld", "base-dnf-module")) for i in ids)
 
 
 def test_container_hosts_leave_chrony_to_the_host_clock(tmp):
@@ -55,6 +56,30 @@ def test_unknown_os_family_stops_rendering(tmp):
     res = salt_call(tmp, "db-01", "Solaris", "state.show_sls", "base")
     assert res.returncode != 0
     assert "runs the OS family Solaris, but the topology says Debian; known: Debian, RedHat" in res.stdout + res.stderr
+
+
+@pytest.mark.skipif(not HAPROXY, reason="no haproxy here (apt-get download haproxy; dpkg -x, see rendering.py)")
+def test_debian_haproxy_accepts_the_debian_render(tmp):
+    """The lab's HAProxy (Debian 12's 2.6) parses app-01's haproxy.cfg as Debian renders it."""
+    res = salt_call(tmp, "app-01", "Debian", "state.show_sls", "haproxy.config")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    context = arg(json.loads(res.stdout)["local"], "haproxy-config-file", "context")
+    cfg = render_template(tmp, "app-01", "haproxy/files/haproxy.cfg.jinja", tag="debian", **context)
+    assert "http-request use-service prometheus-exporter if { path /metrics }" in cfg
+    res = haproxy_check(cfg, tmp / "haproxy-check-debian")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_debian_pgbouncer_keeps_postgres_and_its_folders(tmp):
+    res = salt_call(tmp, "db-01", "Debian", "state.show_sls", "pgbouncer.config")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    states = json.loads(res.stdout)["local"]
+    assert arg(states, "pgbouncer-config-file", "user") == "postgres" and "pgbouncer-tls-key" not in states
+    ini = render_template(tmp, "db-01", "pgbouncer/files/pgbouncer.ini.jinja", tag="debian",
+                          **arg(states, "pgbouncer-config-file", "context")).splitlines()
+    for line in ("unix_socket_dir = /var/run/postgresql", "logfile = /var/log/postgresql/pgbouncer.log",
+                 "pidfile = /var/run/postgresql/pgbouncer.pid", "client_tls_key_file = /etc/halite/tls/postgres.key"):
+        assert line in ini, line
 
 
 def test_redhat_paths_for_postgresql_16(tmp, monkeypatch):
