@@ -1,5 +1,8 @@
 {%- from "map.jinja" import hl with context %}
 {%- set se = hl.platform.selinux %}
+{%- if not se %}
+{{- raise("halite: base.selinux is for the RedHat family; " ~ grains.get("id") ~ " runs " ~ hl.host.os_family) }}
+{%- endif %}
 # RedHat family: SELinux enforcing, with the booleans and port labels of
 # halite.platforms (SELINUX_BOOLEANS, SELINUX_PORTS: only types and booleans
 # RHEL 8/9's targeted policy defines; ports the policy labels already are left
