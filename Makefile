@@ -6,7 +6,7 @@ HALITE := $(VENV)/bin/halite
 SALT_SSH := $(VENV)/bin/salt-ssh
 RUNS ?= 3
 CUTS ?= 9
-DEBS := systemd-container debootstrap dpkg-dev apt-utils iproute2 nftables openssh-client \
+DEBS := systemd-container debootstrap dpkg-dev apt-utils gnupg iproute2 nftables openssh-client \
         postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
 
 .PHONY: deps demo test test-unit down status bench-failover bench-power-loss bench-connections bench-loop-wait bench-web bench-backup clean
@@ -40,10 +40,22 @@ $(VENV)/prometheus/usr/bin/promtool: | $(VENV)/.deps-ok
 	@for deb in $(VENV)/prometheus-debs/*.deb; do dpkg -x $$deb $(VENV)/prometheus; done
 	@test -x $@
 
+# HAProxy (Debian's package and the libraries it links, unpacked under .venv/haproxy, not
+# installed: no service started) for the render tests that run `haproxy -c` on haproxy.cfg.
+$(VENV)/haproxy/usr/sbin/haproxy: | $(VENV)/.deps-ok
+	@echo "==> haproxy (unpacked under $(VENV)/haproxy for haproxy -c)"
+	@rm -rf $(VENV)/haproxy-debs && mkdir -p $(VENV)/haproxy-debs
+	@cd $(VENV)/haproxy-debs && apt-get download -qq haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1 2>/dev/null
+	@for deb in $(VENV)/haproxy-debs/*.deb; do dpkg -x $$deb $(VENV)/haproxy; done
+	@test -x $@
+
 # salt-run writes job files under .salt-run/cache/proc but does not create it
 # (salt-ssh does): make it, so `make demo` works as the first Salt command.
-deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx $(VENV)/prometheus/usr/bin/promtool
+# The lab mirror's signing key (made once, kept in /var/lib/halite/mirror-key): pillar/lab.yaml
+# names it, so every pillar of the lab, in the tests that need no lab too, reads it.
+deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx $(VENV)/prometheus/usr/bin/promtool $(VENV)/haproxy/usr/sbin/haproxy
 	@mkdir -p .salt-run/cache/proc
+	@$(PY) -c 'from halite import lab; lab.mirror_key()'
 
 demo: deps
 	$(HALITE) config check

@@ -225,6 +225,45 @@ def build_mirror(release: str = "bookworm", wheels_python: str | None = None) ->
     return mirror
 
 
+#: The lab mirror's signing key, made once on this machine and kept with the mirrors: the lab's
+#: hosts trust the mirror the way a real site trusts a signed repository (its public key named in
+#: pillar/lab.yaml's packages.apt_keys, laid down by base.packages, signed-by in the source line).
+MIRROR_KEY_DIR = ROOT / "mirror-key"
+MIRROR_KEY = MIRROR_KEY_DIR / "halite-lab-mirror.asc"
+
+
+def _gpg(*args, **kw) -> subprocess.CompletedProcess:
+    home = MIRROR_KEY_DIR / "gnupg"
+    home.mkdir(parents=True, mode=0o700, exist_ok=True)
+    try:
+        return run(["gpg", "--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "",
+                    *args], quiet=True, **kw)
+    finally:
+        # gpg starts an agent for its home; stop that one (by its home's socket), no other
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+
+
+def mirror_key() -> Path:
+    """The armored public key the lab's mirror is signed with (made on first use)."""
+    if not MIRROR_KEY.exists():
+        log("making the lab mirror's signing key (OpenPGP ed25519, once)")
+        _gpg("--quick-gen-key", "halite lab mirror <mirror@halite.lab>", "ed25519", "sign", "never")
+        tmp = MIRROR_KEY.with_suffix(".tmp")
+        tmp.write_text(_gpg("--armor", "--export").stdout)
+        tmp.rename(MIRROR_KEY)
+    return MIRROR_KEY
+
+
+def sign_mirror(release: str) -> None:
+    """Sign a release's mirror (``InRelease``) unless it is signed already, after its last change."""
+    deb_dir = mirror_dir(release) / "debian"
+    key, signed = mirror_key(), deb_dir / "InRelease"
+    if signed.exists() and signed.stat().st_mtime >= max((deb_dir / "Release").stat().st_mtime, key.stat().st_mtime):
+        return
+    log(f"signing the {release} mirror (InRelease)")
+    _gpg("--clearsign", "-o", signed, deb_dir / "Release")
+
+
 def wheel_download_args(python: str) -> list[str]:
     """pip download options for binary wheels that CPython ``python`` (e.g. 3.13) on x86_64 loads."""
     tag = "cp" + python.replace(".", "")
@@ -376,6 +415,11 @@ def prepare_host(topo: dict, host: str, state: dict) -> Path:
     for iface, net, addr in interfaces(topo, host):
         (netdir / f"10-{iface}.network").write_text(_networkd(iface, addr, topo["networks"][net]["cidr"]))
     _login(root, view.login_user(topo, host))
+    # a provider's image resolves its own name (DNS or cloud-init's /etc/hosts); sudo asks
+    hosts = root / "etc/hosts"
+    line = f"{config.cluster_address(topo, host)}\t{host}"
+    if line not in hosts.read_text().splitlines():
+        hosts.write_text(hosts.read_text() + line + "\n")
     hostkey = root / "etc/ssh/ssh_host_ed25519_key"
     if not hostkey.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", hostkey], quiet=True)
@@ -587,6 +631,7 @@ def up(hosts: list[str] | None = None) -> dict:
     for release in topology_releases(topo, targets):
         build_image(release)
         build_mirror(release)
+        sign_mirror(release)
     ensure_keys()
     net_up(topo, state)
     for host in targets:

@@ -316,6 +316,10 @@ class YumRepo(Model):
 
 class Packages(Model):
     apt_sources: list[Text] = Field(default_factory=list, description="Debian: lines of /etc/apt/sources.list.d/halite.list")
+    apt_keys: dict[Name, AbsPath] = Field(
+        default_factory=dict,
+        description="Debian: key name -> an armored OpenPGP public key file on the control machine, laid down as "
+                    "/etc/apt/keyrings/<name>.asc for the sources' [signed-by=...]")
     yum_repos: dict[Name, YumRepo] = Field(
         default_factory=dict,
         description="RedHat family: repository name -> {baseurl, gpgkey (URL or file:// path), gpgcheck (default true)}")
@@ -860,6 +864,8 @@ class Secrets(Model):
 
 #: The lab's package mirror and wheel folder, mounted read-only into every lab host.
 LAB_MIRROR = "/srv/halite-mirror"
+#: Where the lab keeps the key its mirror is signed with (on the control machine).
+LAB_KEY_DIR = "/var/lib/halite/mirror-key/"
 #: SHA-256 of the passwords and key the lab shipped in git before halite generated them
 #: (pillar/secrets.yaml, up to December 2026): a topology that is not the lab refuses them.
 LAB_EXAMPLE_SECRETS = frozenset({
@@ -1384,6 +1390,10 @@ def _lab_only_sources(s: Settings) -> list[tuple[str, str]]:
         elif re.search(r"(^|[\[\s])trusted=yes\b", line):
             p.append((key, f"trusts an unsigned source ([trusted=yes]); {where} give the repository's key "
                            "([signed-by=/path/to/key.gpg])"))
+    for name, path in s.packages.apt_keys.items():
+        if path.startswith(LAB_KEY_DIR):
+            p.append((f"packages.apt_keys.{name}", f"is the lab mirror's key ({path}); {where} name your "
+                                                   "repository's key"))
     if s.packages.pip_find_links and s.packages.pip_find_links.replace("file:", "").startswith(LAB_MIRROR):
         p.append(("packages.pip_find_links", f"is the lab's wheel folder ({LAB_MIRROR}/pypi); {where} leave it "
                                              "empty (PyPI) or name your own folder or index"))

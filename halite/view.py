@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from halite import platforms
-from halite.model import DCS_KEYS
+from halite.model import DCS_KEYS, ConfigError
 
 #: Roles a host may hold, and the Salt states each role brings.
 ROLE_STATES: dict[str, list[str]] = {
@@ -1202,6 +1202,29 @@ def with_generated(data: dict, roles: list[str] | None = None) -> dict:
     return out
 
 
+#: Where a host keeps the repository keys halite lays down (apt's own choice for local keys).
+APT_KEYRINGS = "/etc/apt/keyrings"
+
+
+def apt_keys(data: dict) -> dict:
+    """The repository keys of ``packages.apt_keys``, read on the control machine:
+    ``{name: {"path": /etc/apt/keyrings/<name>.asc, "text": the armored key}}``.
+
+    :raises ConfigError: a key file cannot be read or holds no armored public key.
+    """
+    out = {}
+    for name, src in sorted((data.get("packages") or {}).get("apt_keys", {}).items()):
+        key = f"packages.apt_keys.{name}"
+        try:
+            text = Path(src).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(key, f"{src} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in text:
+            raise ConfigError(key, f"{src} holds no armored OpenPGP public key (gpg --armor --export)")
+        out[name] = {"path": f"{APT_KEYRINGS}/{name}.asc", "text": text}
+    return out
+
+
 def pillar_for(minion_id: str, data: dict) -> dict:
     """The pillar of one host (or of the control machine, for orchestrations).
 
@@ -1234,5 +1257,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
         out.update(platforms.resolve(out["host"]["os_family"], out["host"]["postgresql_version"],
                                      data["legacy"]["cluster"]))
         out["container_virtual"] = list(platforms.CONTAINER_VIRTUAL)
+        if out["host"]["os_family"] == "Debian":
+            out["apt_keys"] = apt_keys(data)
         out["platform"] = platforms.host_facts(out["host"]["os_family"], out["host"]["os_release"], data)
     return {"halite": out}

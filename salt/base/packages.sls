@@ -2,6 +2,18 @@
 # Package sources come from pillar (halite:packages): the lab's mirror, or the
 # distribution's / PGDG / an organisation's repositories on real hosts.
 {%- if grains['os_family'] == 'Debian' %}
+{#- the repositories' keys (packages.apt_keys, read on the control machine by
+    halite.view.apt_keys), where the sources' [signed-by=...] names them #}
+{%- for name, key in hl.apt_keys|dictsort %}
+base-apt-key-{{ name }}:
+  file.managed:
+    - name: {{ key.path }}
+    - contents: {{ key.text|json }}
+    - mode: "0644"
+    - makedirs: True
+    - require_in:
+      - file: base-apt-sources
+{%- endfor %}
 {%- if hl.packages.apt_sources %}
 base-apt-sources:
   file.managed:
@@ -14,6 +26,9 @@ base-apt-update:
     - name: apt-get update -qq
     - onchanges:
       - file: base-apt-sources
+{%- for name in hl.apt_keys|sort %}
+      - file: base-apt-key-{{ name }}
+{%- endfor %}
 {%- endif %}
 {%- elif grains['os_family'] == 'RedHat' %}
 {#- each repository names the key its packages are signed with (halite.model.YumRepo:

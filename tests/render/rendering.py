@@ -116,6 +116,7 @@ HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path=f"/usr/sbin:{R
 def haproxy_check(text: str, run: Path) -> subprocess.CompletedProcess:
     """``haproxy -c`` on a rendered haproxy.cfg, rewritten to be checked unprivileged under
     ``run``: this user instead of haproxy, a throwaway CA certificate instead of halite's."""
+    assert HAPROXY, "haproxy not found: run `make deps` (it unpacks Debian's haproxy under .venv/haproxy)"
     run.mkdir(parents=True, exist_ok=True)
     ca = run / "ca.crt"
     if not ca.exists():

@@ -6,7 +6,7 @@ import pytest
 
 from halite import config
 
-from rendering import HAPROXY, REPO, arg, haproxy_check, render_template, salt_call
+from rendering import REPO, arg, haproxy_check, render_template, salt_call
 
 HOSTS = list(config.load()["topology"]["hosts"])
 
@@ -58,7 +58,6 @@ def test_unknown_os_family_stops_rendering(tmp):
     assert "runs the OS family Solaris, but the topology says Debian; known: Debian, RedHat" in res.stdout + res.stderr
 
 
-@pytest.mark.skipif(not HAPROXY, reason="no haproxy here (apt-get download haproxy; dpkg -x, see rendering.py)")
 def test_debian_haproxy_accepts_the_debian_render(tmp):
     """The lab's HAProxy (Debian 12's 2.6) parses app-01's haproxy.cfg as Debian renders it."""
     res = salt_call(tmp, "app-01", "Debian", "state.show_sls", "haproxy.config")

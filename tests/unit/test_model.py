@@ -580,6 +580,8 @@ def test_a_topology_that_is_not_the_lab_refuses_the_labs_package_sources():
                                     "your distribution's or your organisation's repository"),
         ("packages.apt_sources[1]", "trusts an unsigned source ([trusted=yes]); on topology 'shop' give the "
                                     "repository's key ([signed-by=/path/to/key.gpg])"),
+        ("packages.apt_keys.halite-lab-mirror", "is the lab mirror's key (/var/lib/halite/mirror-key/"
+                                                "halite-lab-mirror.asc); on topology 'shop' name your repository's key"),
         ("packages.pip_find_links", "is the lab's wheel folder (/srv/halite-mirror/pypi); on topology 'shop' "
                                     "leave it empty (PyPI) or name your own folder or index"),
     ]

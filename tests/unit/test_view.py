@@ -554,3 +554,21 @@ def test_sysctl_merges_the_roles_of_the_host(data):
     mixed["topology"]["hosts"]["db-01"]["roles"] = ["db", "haproxy"]
     merged = view.host_sysctl(mixed, "db-01")
     assert merged["vm.swappiness"] == 1 and merged["net.core.somaxconn"] == 4096
+
+
+def test_repository_keys_are_read_on_the_control_machine_into_debian_hosts_pillars(tmp_path):
+    key = tmp_path / "shop.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    data = config.load()
+    data["packages"]["apt_keys"] = {"shop": str(key)}
+    pillar = view.pillar_for("db-01", data)["halite"]
+    assert pillar["apt_keys"] == {"shop": {"path": "/etc/apt/keyrings/shop.asc", "text": key.read_text()}}
+    key.write_text("not a key\n")
+    with pytest.raises(model.ConfigError) as info:
+        view.pillar_for("db-01", data)
+    assert info.value.problems == [("packages.apt_keys.shop", f"{key} holds no armored OpenPGP public key "
+                                                              "(gpg --armor --export)")]
+    key.unlink()
+    with pytest.raises(model.ConfigError) as info:
+        view.pillar_for("db-01", data)
+    assert info.value.problems == [("packages.apt_keys.shop", f"{key} cannot be read: No such file or directory")]
