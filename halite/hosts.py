@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from halite import config, roster
+from halite import config, roster, view
 
 #: The key types asked for, strongest first (every OpenSSH since 6.5 has ed25519).
 KEY_TYPES = "ed25519,ecdsa,rsa"
@@ -36,18 +36,13 @@ def _names(topo: dict, host: str) -> list[str]:
     return [host, *topo["hosts"][host]["addresses"].values()]
 
 
-def _jump(topo: dict) -> tuple[str, str]:
-    jump = config.hosts_with_role(topo, "jump")[0]
-    return jump, topo["hosts"][jump]["addresses"].get("edge") or config.cluster_address(topo, jump)
-
-
 def fingerprint(line: str) -> str:
     """``SHA256:... (ED25519)`` of one ``name keytype key`` line (``ssh-keygen -lf``)."""
     res = subprocess.run(["ssh-keygen", "-lf", "-"], input=line + "\n", capture_output=True, text=True, timeout=10)
     if res.returncode != 0:
         raise RuntimeError(f"ssh-keygen cannot read the key {line.split()[1:2]}: {res.stderr.strip()}")
-    bits, fp, *_rest = res.stdout.split()
-    return f"{fp} ({res.stdout.split()[-1].strip('()')})"
+    words = res.stdout.split()  # bits, SHA256:..., the name, (TYPE)
+    return f"{words[1]} {words[-1]}"
 
 
 def parse_scan(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -109,7 +104,7 @@ def trust(topo: dict | None = None, confirm: Callable[[str], bool] | None = None
     path = Path(acc["known_hosts"])
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     confirm = confirm or _ask
-    jump, jump_addr = _jump(topo)
+    jump, jump_addr = view.jump_address(topo)
 
     def record(batch: dict[str, list[tuple[str, str]]], where: str) -> None:
         known = read_known(path)

@@ -521,14 +521,14 @@ def start_host(topo: dict, host: str, state: dict) -> None:
 def ssh_base(topo: dict, host: str) -> list[str]:
     """The ssh command line that reaches ``host`` the way Salt does (as the topology's login
     user; :func:`as_root` runs a command through its sudo)."""
-    jump = config.hosts_with_role(topo, "jump")[0]
+    jump, jump_addr = view.jump_address(topo)
     user, jump_user = view.login_user(topo, host), view.login_user(topo, jump)
     opts = ["ssh", "-i", str(KEY), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
     if host == jump:
-        return opts + [f"{user}@{topo['hosts'][jump]['addresses']['edge']}"]
+        return opts + [f"{user}@{jump_addr}"]
     proxy = (f"ProxyCommand=ssh -i {KEY} -o UserKnownHostsFile={KNOWN_HOSTS} -o StrictHostKeyChecking=yes "
-             f"-o BatchMode=yes -o ConnectTimeout=5 -W %h:%p {jump_user}@{topo['hosts'][jump]['addresses']['edge']}")
+             f"-o BatchMode=yes -o ConnectTimeout=5 -W %h:%p {jump_user}@{jump_addr}")
     return opts + ["-o", proxy, f"{user}@{config.cluster_address(topo, host)}"]
 
 

@@ -68,6 +68,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SIZE = re.compile(r"^[0-9]+(B|kB|MB|GB|TB)?$")
 _DURATION = re.compile(r"^[0-9]+(us|ms|s|m|h|d)?$")
 _IFACE = re.compile(r"^[A-Za-z0-9_-]{1,15}$")
+_LOGIN_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def _host_name(v: str) -> str:
@@ -113,9 +114,6 @@ def _secret(v: str) -> str:
         raise ValueError(f"contains control or unprintable characters ({', '.join(bad)}); "
                          "any printable character is allowed")
     return v
-
-
-_LOGIN_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def _login_user(v: str) -> str:

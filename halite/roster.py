@@ -81,8 +81,7 @@ def roster(topo: dict | None = None, data: dict | None = None) -> dict:
     minion_opts = _minion_opts(data)
     acc = access(topo)
     key, known_hosts = acc["key"], acc["known_hosts"]
-    jump = config.hosts_with_role(topo, "jump")[0]
-    jump_addr = topo["hosts"][jump]["addresses"].get("edge") or config.cluster_address(topo, jump)
+    jump, jump_addr = view.jump_address(topo)
     common = [f"UserKnownHostsFile={known_hosts}", "StrictHostKeyChecking=yes"]
     out = {}
     for host in topo["hosts"]:

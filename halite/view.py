@@ -82,6 +82,13 @@ def cluster_address(topo: dict, host: str) -> str:
     return addrs.get("private") or next(iter(addrs.values()))
 
 
+def jump_address(topo: dict) -> tuple[str, str]:
+    """The jump host and the address the control machine reaches it on: its edge address
+    if it has one, else its cluster address."""
+    jump = hosts_with_role(topo, "jump")[0]
+    return jump, topo["hosts"][jump]["addresses"].get("edge") or cluster_address(topo, jump)
+
+
 def host_states(topo: dict, host: str) -> list[str]:
     states: list[str] = []
     has_backup = bool(hosts_with_role(topo, "backup"))
