@@ -1396,11 +1396,10 @@ def _lab_only_sources(s: Settings) -> list[tuple[str, str]]:
         p.append(("packages.pip_find_links", f"is the lab's wheel folder ({LAB_MIRROR}/pypi); {where} leave it "
                                              "empty (PyPI) or name your own folder or index"))
     for name, repo in s.packages.yum_repos.items():
-        text = repo if isinstance(repo, str) else " ".join(str(v) for v in repo.model_dump().values())
-        if LAB_MIRROR in text:
+        if LAB_MIRROR in f"{repo.baseurl} {repo.gpgkey or ''}":
             p.append((f"packages.yum_repos.{name}", f"is the lab's package mirror ({LAB_MIRROR}); {where} name "
                                                     "your distribution's, PGDG's or your organisation's repository"))
-        elif getattr(repo, "gpgcheck", True) is False:
+        elif not repo.gpgcheck:
             p.append((f"packages.yum_repos.{name}.gpgcheck", f"is off; {where} a repository is checked with its key"))
     return p
 

@@ -585,6 +585,14 @@ def test_a_topology_that_is_not_the_lab_refuses_the_labs_package_sources():
         ("packages.pip_find_links", "is the lab's wheel folder (/srv/halite-mirror/pypi); on topology 'shop' "
                                     "leave it empty (PyPI) or name your own folder or index"),
     ]
+    d["packages"]["yum_repos"] = {"mine": {"baseurl": "https://rpm.example.com/el9", "gpgcheck": False},
+                                  "lab": {"baseurl": "file:///srv/halite-mirror/rpm", "gpgcheck": False}}
+    assert refused(d)[4:] == [
+        ("packages.yum_repos.mine.gpgcheck", "is off; on topology 'shop' a repository is checked with its key"),
+        ("packages.yum_repos.lab", "is the lab's package mirror (/srv/halite-mirror); on topology 'shop' name "
+                                   "your distribution's, PGDG's or your organisation's repository"),
+    ]
+    d["packages"]["yum_repos"] = {}
     # the lab itself uses them, and a site without them is fine
     model.validate(base())
     d["packages"] = {"apt_sources": d["packages"]["apt_sources"][2:]}
