@@ -6,10 +6,13 @@ HALITE := $(VENV)/bin/halite
 SALT_SSH := $(VENV)/bin/salt-ssh
 RUNS ?= 3
 CUTS ?= 9
-DEBS := systemd-container debootstrap dpkg-dev apt-utils gnupg iproute2 nftables openssh-client \
-        postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
+# What the lab needs on this machine (make demo): containers, the base image, the signed mirror.
+DEBS := systemd-container debootstrap dpkg-dev apt-utils gnupg iproute2 nftables openssh-client
+# What the tests add (make test, the benchmarks): a local PostgreSQL, PgBouncer and pgBackRest
+# for the offline tests, Chromium for the browser tests.
+TEST_DEBS := postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
 
-.PHONY: deps demo test test-unit down status bench-failover bench-power-loss bench-connections bench-loop-wait bench-web bench-backup clean
+.PHONY: deps test-deps demo test test-unit down status bench-failover bench-power-loss bench-connections bench-loop-wait bench-web bench-backup clean
 
 $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Debian packages: $(DEBS)"
@@ -23,6 +26,12 @@ $(VENV)/.deps-ok: pyproject.toml
 
 # nginx unpacked under .venv/nginx (not installed: no service started on this
 # machine) for the render test that runs `nginx -t` on the site's config.
+$(VENV)/.test-debs-ok: Makefile | $(VENV)/.deps-ok
+	@echo "==> Debian packages for the tests: $(TEST_DEBS)"
+	@if ! dpkg -s $(TEST_DEBS) >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; fi
+	@touch $@
+
 $(VENV)/nginx/usr/sbin/nginx: | $(VENV)/.deps-ok
 	@echo "==> nginx (unpacked under $(VENV)/nginx for nginx -t)"
 	@rm -rf $(VENV)/nginx-debs && mkdir -p $(VENV)/nginx-debs
@@ -53,9 +62,12 @@ $(VENV)/haproxy/usr/sbin/haproxy: | $(VENV)/.deps-ok
 # (salt-ssh does): make it, so `make demo` works as the first Salt command.
 # The lab mirror's signing key (made once, kept in /var/lib/halite/mirror-key): pillar/lab.yaml
 # names it, so every pillar of the lab, in the tests that need no lab too, reads it.
-deps: $(VENV)/.deps-ok $(VENV)/nginx/usr/sbin/nginx $(VENV)/prometheus/usr/bin/promtool $(VENV)/haproxy/usr/sbin/haproxy
+deps: $(VENV)/.deps-ok
 	@mkdir -p .salt-run/cache/proc
 	@$(PY) -c 'from halite import lab; lab.mirror_key()'
+
+# The tests' and benchmarks' tools on top (make demo does without them).
+test-deps: deps $(VENV)/.test-debs-ok $(VENV)/nginx/usr/sbin/nginx $(VENV)/prometheus/usr/bin/promtool $(VENV)/haproxy/usr/sbin/haproxy
 
 demo: deps
 	$(HALITE) config check
@@ -74,7 +86,7 @@ demo: deps
 # their output in .test-logs/offline.log, shown when both have ended. (`tests --ignore=tests/lab`,
 # not the four folders: named at once, their conftest.py files would all be loaded first and the
 # last one would answer every `from conftest import`.)
-test: deps
+test: test-deps
 	@mkdir -p .test-logs
 	@echo "==> unit, render, web and workload tests in the background (nice 19): .test-logs/offline.log"
 	@nice -n 19 $(VENV)/bin/pytest -v -rs --durations=15 -p no:cacheprovider \
@@ -87,7 +99,7 @@ test: deps
 	echo "==> lab tests: exit $$lab; the others: exit $$off"; \
 	test $$lab -eq 0 -a $$off -eq 0
 
-test-unit: deps
+test-unit: test-deps
 	$(VENV)/bin/pytest -q tests/unit tests/render
 
 down:
@@ -97,14 +109,14 @@ status: deps
 	$(HALITE) lab status
 
 # Every failover scenario RUNS times under both timing profiles, in one run.
-bench-failover: deps
+bench-failover: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(RUNS) --profiles halite,patroni-defaults
 
 # The power-loss headline: CUTS (9 unless told) power cuts of the primary per profile, each at a
 # random point of Patroni's loop, with the lock's age at each cut (bench/results/power-loss.md).
-bench-power-loss: deps
+bench-power-loss: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(CUTS) --scenarios primary-poweroff \
@@ -112,20 +124,20 @@ bench-power-loss: deps
 
 # A storm of new clients through HAProxy: 1,000 and 5,000 at once on each port, connect times
 # and errors (bench/results/connections.md).
-bench-connections: deps
+bench-connections: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(PY) -m halite.stormbench --clients 1000,5000 --ports write,read
 
 # Why loop_wait is 3: power loss and PostgreSQL crash under loop_wait 2, 3, 4, in one run.
-bench-loop-wait: deps
+bench-loop-wait: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(HALITE) bench failover --runs $(RUNS) --scenarios primary-poweroff,postgres-crash \
 	  --profiles halite-loop-wait-2,halite,halite-loop-wait-4 --out bench/results/loop-wait
 
 # The site on the old server against the site on the cluster, same code, same load.
-bench-web: deps
+bench-web: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(HALITE) orch migrate
@@ -134,7 +146,7 @@ bench-web: deps
 # Backups: pgBackRest full, incremental and restore against pg_basebackup per
 # pgbench scale, then the RPO of asynchronous archiving when every db host loses
 # power (RUNS times), in one run: bench/results/backup.json and backup.md.
-bench-backup: deps
+bench-backup: test-deps
 	$(HALITE) lab up
 	$(HALITE) orch deploy
 	$(PY) -m halite.backupbench --rpo-runs $(RUNS)

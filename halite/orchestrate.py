@@ -13,7 +13,10 @@ calling ``state.sls`` with an orchestration jid), and:
   - ``salt/run/<jid>/args``: fired by ``salt.state``/``salt.function``/
     ``salt.runner`` steps just before they run (name, target);
   - ``salt/job/<jid>/prog/<id>/<n>``: fired by the state engine when a step
-    has ended, with its result (``state_events``, see :func:`run`);
+    has ended, with its result (``state_events``, see :func:`run`); for a step
+    run in parallel (``parallel: True``) the engine fires it when the step
+    starts in its own process, and the end is fired here
+    (:func:`_announcing_parallel_ends`);
 
 * closes what it opens, so a successful run ends without the ``unclosed
   MasterMinion``/``MasterEvent`` warnings and the ``highstate_return``
@@ -117,6 +120,12 @@ def _changed(changes: dict) -> int:
     return 1
 
 
+#: the comment the state engine gives a step it has just started in its own process
+#: (salt/state.py, State.call_parallel and State.reconcile_procs in 3008.4)
+PARALLEL_STARTED = ("Started in a separate process",
+                    "Waiting to be started in a separate process, max_parallel hit")
+
+
 def decode(tag: str, data: dict, jid: str) -> Step | None:
     """The step event that Salt event (``tag``, ``data``) of orchestration ``jid`` is, or None.
 
@@ -136,6 +145,8 @@ def decode(tag: str, data: dict, jid: str) -> Step | None:
         ret = data.get("ret", {})
         comment = " ".join(str(ret.get("comment", "")).split())
         result = ret.get("result")
+        if result is None and comment in PARALLEL_STARTED:
+            return None  # a parallel step has started (its args event said so), not ended
         if result is False:
             detail = " ".join(_first_failure(ret.get("changes") or {}).split())
             if detail and detail not in comment:
@@ -152,16 +163,16 @@ class Progress:
 
     ``[  12.3s] deploy-etcd  db-01,db-02,db-03  started``, then
     ``ok (41.2s, 3 changed)``, ``FAILED: <comment>`` or ``not run: <why>``.
-    The state engine runs one step at a time, so an end event belongs to the
-    step that started last when their names agree; a step that never
-    started (a requisite failed) is shown by its ID.
+    Steps run in parallel (``parallel: True``) can be running at once: an end
+    event belongs to the running step of the same name that started first; a
+    step that never started (a requisite failed) is shown by its ID.
     """
 
     def __init__(self, out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic):
         self.out = out
         self.clock = clock
         self.t0 = clock()
-        self.current: Step | None = None  # the step that started last and has not ended
+        self.running: list[Step] = []  # steps that have started and not ended, oldest first
         self.ended: set[str] = set()  # IDs
         self.width = 0
 
@@ -174,16 +185,17 @@ class Progress:
         if step is None:
             return
         if step.kind == "started":
-            self.current = step
+            self.running.append(step)
             self._print(step.name, step.targets, "started")
             return
         if step.id in self.ended:
             return
         self.ended.add(step.id)
         name, targets = step.id, ""
-        if self.current is not None and self.current.name == step.name:
-            name, targets = step.name, self.current.targets
-            self.current = None
+        started = next((s for s in self.running if s.name == step.name), None)
+        if started is not None:
+            name, targets = step.name, started.targets
+            self.running.remove(started)
         if not step.ran:
             what = f"not run: {step.comment}"
         elif step.result is False:
@@ -319,6 +331,45 @@ def _fire_args(opts: dict, jid: str, tag_data: dict, prefix: str = "") -> None:
 
 
 @contextlib.contextmanager
+def _announcing_parallel_ends(jid: str) -> Iterator[None]:
+    """Fire a step's end event when a step run in parallel has ended, for the time of the block.
+
+    The state engine fires ``salt/job/<jid>/prog/...`` for a ``parallel: True`` step when it
+    starts the step's process (result None, :data:`PARALLEL_STARTED`), and nothing when the
+    process ends: ``State.reconcile_procs`` (salt/state.py in 3008.4) reads the step's result
+    into ``running`` and forgets the process. Here ``reconcile_procs`` also fires that
+    result, with the tag the engine gives a step that has ended.
+    """
+    import logging
+
+    import salt.state
+    import salt.utils.event
+
+    plain = salt.state.State.reconcile_procs
+
+    def reconcile_procs(self, running: dict) -> bool:
+        before = set(self.procs)
+        done = plain(self, running)
+        for tag in sorted(before - set(self.procs)):
+            ret = running.get(tag)
+            if not isinstance(ret, dict):
+                continue
+            event_tag = f"salt/job/{jid}/prog/{self.opts['id']}/{ret.get('__run_num__', 0)}"
+            try:
+                with salt.utils.event.get_master_event(self.opts, self.opts["sock_dir"], listen=False) as event:
+                    event.fire_event({"ret": ret}, tag=event_tag)
+            except Exception as exc:  # noqa: BLE001 - progress only: never hold up the orchestration
+                logging.getLogger(__name__).warning("Failed to fire %s: %s", event_tag, exc)
+        return done
+
+    salt.state.State.reconcile_procs = reconcile_procs
+    try:
+        yield
+    finally:
+        salt.state.State.reconcile_procs = plain
+
+
+@contextlib.contextmanager
 def _closing_fire_args() -> Iterator[None]:
     """Salt's ``fire_args`` replaced by :func:`_fire_args` for the time of the block."""
     import salt.utils.event
@@ -374,7 +425,7 @@ def run(opts: dict, mods: str, jid: str, pillar: dict | None = None, test: bool 
     opts = dict(opts, file_client="local", state_events=True, local=False)
     minion = salt.minion.MasterMinion(opts, returners=False)
     try:
-        with _closing_fire_args():
+        with _closing_fire_args(), _announcing_parallel_ends(jid):
             running = minion.functions["state.sls"](
                 mods, test or None, None, pillar=pillar, saltenv="base", pillarenv=opts.get("pillarenv"),
                 __pub_jid=jid, orchestration_jid=jid)

@@ -89,6 +89,31 @@ def jump_address(topo: dict) -> tuple[str, str]:
     return jump, topo["hosts"][jump]["addresses"].get("edge") or cluster_address(topo, jump)
 
 
+#: orch.deploy's steps that may run beside its database chain (``parallel: True``), by role,
+#: with the roles whose steps can be running at the same time: a step runs beside them only
+#: where it shares no host with them (two salt-ssh runs on one host would share its thin
+#: directory and state files).
+BESIDE_CHAIN: dict[str, tuple[str, ...]] = {
+    # the old server: from the base until HAProxy's step, which needs it done
+    "legacy_db": ("db", "backup", "monitoring"),
+    # the repository's host: until Patroni's step, which needs it done
+    "backup": ("db", "legacy_db", "monitoring"),
+    # Prometheus, Alertmanager and the dashboard: until the exporters' step
+    "monitoring": ("db", "backup", "haproxy", "app", "legacy_db"),
+}
+
+
+def beside_chain(topo: dict) -> dict[str, bool]:
+    """Which of orch.deploy's side steps run in parallel with its database chain (the
+    ``halite:beside_chain`` pillar key): in the lab, where each side role has its own host
+    (the old server shares app-01 with HAProxy and the site only), all three."""
+    out = {}
+    for role, others in BESIDE_CHAIN.items():
+        mine = set(hosts_with_role(topo, role))
+        out[role] = not any(mine & set(hosts_with_role(topo, other)) for other in others)
+    return out
+
+
 def host_states(topo: dict, host: str) -> list[str]:
     states: list[str] = []
     has_backup = bool(hosts_with_role(topo, "backup"))
@@ -1259,6 +1284,7 @@ def pillar_for(minion_id: str, data: dict) -> dict:
         paths = platforms.resolve(plat["os_family"], plat["postgresql_version"])["paths"]
         out["pg_paths"][h] = {k: paths[k] for k in ("pg_datadir", "pg_bindir", "pg_socket_dir")}
     out["roles"] = {role: hosts_with_role(topo, role) for role in ROLE_STATES}
+    out["beside_chain"] = beside_chain(topo)
     if minion_id in topo["hosts"]:
         out["host"] = host_view(data, minion_id)
         out.update(platforms.resolve(out["host"]["os_family"], out["host"]["postgresql_version"],

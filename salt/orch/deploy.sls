@@ -1,10 +1,20 @@
 {#- orch.deploy: lay the whole stack down in order, each step behind a health gate.
-    salt-run state.orchestrate orch.deploy #}
+    salt-run state.orchestrate orch.deploy
+
+    The database chain (etcd, Patroni, PgBouncer, HAProxy, the site, the exporters) runs in
+    order. Steps on hosts that chain does not touch yet run beside it (`parallel: True`): the
+    old server, the backup repository's host and the monitoring host's server, each where it
+    shares no host with a step that may run meanwhile (halite.view.beside_chain). Each is
+    declared before the chain and required by a later step of it, so the chain waits for it
+    where it needs it, two steps never work on one host at once (salt-ssh's thin and state
+    files on a host are not safe to share), and every parallel step has ended before the last
+    step wipes salt-ssh off the hosts. #}
 {%- set roles = salt['pillar.get']('halite:roles') %}
 {%- set db = roles.db|join(',') %}
 {%- set proxies = roles.haproxy|join(',') %}
 {%- set backup = roles.get('backup') or [] %}
 {%- set monitoring = roles.get('monitoring') or [] %}
+{%- set beside = salt['pillar.get']('halite:beside_chain') %}
 
 deploy-base:
   salt.state:
@@ -12,6 +22,45 @@ deploy-base:
     - ssh: True
     - sls: base
 
+# The car market's starting point: the standalone (legacy) server and the site
+# on it. orch.migrate then moves it onto the cluster.
+deploy-site-legacy:
+  salt.state:
+    - tgt: {{ (roles.get('legacy_db') or [])|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: legacy
+    - parallel: {{ beside['legacy_db'] }}
+    - require:
+      - salt: deploy-base
+
+{%- if backup %}
+# The repository's host: its pgBackRest server must answer when the new primary archives
+# its first WAL and the replicas' restore_command asks.
+deploy-repository:
+  salt.state:
+    - tgt: {{ backup|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: backup
+    - parallel: {{ beside['backup'] }}
+    - require:
+      - salt: deploy-base
+
+{% endif %}
+{%- if monitoring %}
+# Prometheus, Alertmanager and the dashboard (their gate waits for the exporters, at the end).
+deploy-monitoring-server:
+  salt.state:
+    - tgt: {{ monitoring|join(',') }}
+    - tgt_type: list
+    - ssh: True
+    - sls: [monitoring.server, monitoring.dashboard]
+    - parallel: {{ beside['monitoring'] }}
+    - require:
+      - salt: deploy-base
+
+{% endif %}
 deploy-etcd:
   salt.state:
     - tgt: {{ db }}
@@ -21,19 +70,6 @@ deploy-etcd:
     - require:
       - salt: deploy-base
 
-{%- if backup %}
-# The repository's host first: its pgBackRest server must answer when the new
-# primary archives its first WAL and the replicas' restore_command asks.
-deploy-repository:
-  salt.state:
-    - tgt: {{ backup|join(',') }}
-    - tgt_type: list
-    - ssh: True
-    - sls: backup
-    - require:
-      - salt: deploy-base
-
-{% endif %}
 deploy-patroni:
   salt.state:
     - tgt: {{ db }}
@@ -74,17 +110,7 @@ deploy-haproxy:
     - sls: [haproxy, haproxy.roundtrip]
     - require:
       - salt: deploy-pgbouncer
-
-# The car market's starting point: the standalone (legacy) server and the site
-# on it. orch.migrate then moves it onto the cluster.
-deploy-site-legacy:
-  salt.state:
-    - tgt: {{ (roles.get('legacy_db') or [])|join(',') }}
-    - tgt_type: list
-    - ssh: True
-    - sls: legacy
-    - require:
-      - salt: deploy-base
+      - salt: deploy-site-legacy  # the old server may be this host: one step at a time on it
 
 deploy-site-web:
   salt.state:
@@ -110,13 +136,14 @@ deploy-exporters:
 {%- if backup %}
       - salt: deploy-backup
 {%- endif %}
+      - salt: deploy-monitoring-server
 
 deploy-monitoring:
   salt.state:
     - tgt: {{ monitoring|join(',') }}
     - tgt_type: list
     - ssh: True
-    - sls: [monitoring.server, monitoring.dashboard, monitoring.healthy]
+    - sls: monitoring.healthy
     - require:
       - salt: deploy-exporters
 

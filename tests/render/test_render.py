@@ -3,6 +3,7 @@ without touching a host (salt-call --local with the grains set in config)."""
 import json
 
 import pytest
+import yaml
 
 from halite import config
 
@@ -122,6 +123,47 @@ def step_args(step: dict) -> dict:
         if isinstance(item, dict):
             out.update(item)
     return out
+
+
+def _deploy_layout(steps: dict) -> tuple[dict, dict]:
+    """orch.deploy's steps: which run in parallel, and what each requires."""
+    args = {sid: step_args(step) for sid, step in steps.items()}
+    parallel = {sid: a.get("parallel", False) for sid, a in args.items()}
+    needs = {sid: [r["salt"] for r in a.get("require", [])] for sid, a in args.items()}
+    return parallel, needs
+
+
+def test_deploy_runs_the_side_steps_beside_the_database_chain(tmp):
+    """The old server, the repository's host and the monitoring server run in parallel with
+    etcd and Patroni; each is required by a later step that is not parallel, so every one has
+    ended before the wipe (order: last), and none shares a host with a step beside it."""
+    res, steps = orch_steps(tmp, "deploy", {})
+    assert res.returncode == 0, res.stdout + res.stderr
+    parallel, needs = _deploy_layout(steps)
+    side = {"deploy-site-legacy", "deploy-repository", "deploy-monitoring-server"}
+    assert {sid for sid, on in parallel.items() if on} == side
+    for sid in side:
+        waiting = [s for s, req in needs.items() if sid in req and not parallel[s]]
+        assert waiting, f"{sid} is required by no serial step: the wipe could run before it ends"
+    assert "deploy-repository" in needs["deploy-patroni"]
+    assert "deploy-site-legacy" in needs["deploy-haproxy"]  # app-01: the old server's host
+    assert "deploy-monitoring-server" in needs["deploy-exporters"]
+    assert step_args(steps["deploy-monitoring"])["sls"] == "monitoring.healthy"
+
+
+def test_deploy_keeps_a_side_step_in_line_when_it_shares_a_host(tmp):
+    """The monitoring role on the repository's host: both steps on backup-01 at once would
+    share salt-ssh's files there, so neither runs in parallel; the old server still does."""
+    topo = yaml.safe_load((REPO / "pillar/topology.yaml").read_text())
+    topo["hosts"]["backup-01"]["roles"].append("monitoring")
+    del topo["hosts"]["mon-01"]
+    path = tmp / "topology-shared.yaml"
+    path.write_text(yaml.safe_dump(topo))
+    res = salt_call(tmp, "control", "Debian", "state.show_sls", "orch.deploy", topology=path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    parallel, _ = _deploy_layout(json.loads(res.stdout)["local"])
+    assert parallel["deploy-repository"] is False and parallel["deploy-monitoring-server"] is False
+    assert parallel["deploy-site-legacy"] is True
 
 
 def test_etcd_member_orchestration_order(tmp):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from halite import cli, orchestrate
 
@@ -263,6 +264,74 @@ def test_progress_lines_say_step_targets_and_what_happened():
         "[  53.5s] deploy-etcd  db-01,db-02,db-03  ok (41.2s, 3 changed)",  # once, though the end came twice
         "[  53.5s] after-ping   -  not run: One or more requisite failed: orch.fail.ping-nowhere",
     ]
+
+
+def test_steps_running_at_once_end_on_their_own_lines():
+    """Two parallel steps: the engine's "started in a separate process" events are no ends,
+    and each end goes to the step of its name, whichever started last."""
+    now = [0.0]
+    out = io.StringIO()
+    progress = orchestrate.Progress(out, clock=lambda: now[0])
+    progress.show(orchestrate.Step("started", "deploy-site-legacy", targets="app-01"))
+    started = {"ret": {"name": "deploy-site-legacy", "__id__": "deploy-site-legacy", "result": None,
+                       "comment": "Started in a separate process", "changes": {}, "__run_num__": 1}}
+    assert orchestrate.decode(f"salt/job/{JID}/prog/m/1", started, JID) is None
+    now[0] = 0.1
+    progress.show(orchestrate.Step("started", "deploy-etcd", targets="db-01,db-02,db-03"))
+    now[0] = 19.2
+    progress.show(orchestrate.Step("ended", "deploy-etcd", "deploy-etcd", result=True, duration=19.1, changed=27))
+    now[0] = 25.7
+    progress.show(orchestrate.Step("ended", "deploy-site-legacy", "deploy-site-legacy", result=True,
+                                   duration=25.6, changed=11))
+    assert out.getvalue().splitlines() == [
+        "[   0.0s] deploy-site-legacy  app-01  started",
+        "[   0.1s] deploy-etcd         db-01,db-02,db-03  started",
+        "[  19.2s] deploy-etcd         db-01,db-02,db-03  ok (19.1s, 27 changed)",
+        "[  25.7s] deploy-site-legacy  app-01  ok (25.6s, 11 changed)",
+    ]
+
+
+PARALLEL_ORCH = """
+slow:
+  salt.runner:
+    - name: test.sleep
+    - s_time: 3
+    - parallel: True
+
+quick:
+  salt.runner:
+    - name: test.sleep
+    - s_time: 1
+
+after-slow:
+  salt.runner:
+    - name: test.sleep
+    - s_time: 0
+    - require:
+      - salt: slow
+"""
+
+
+def test_a_parallel_step_is_shown_when_it_ends_not_when_it_starts(tmp_path):
+    """A real orchestration (runner steps: no host): the parallel step's end line comes from
+    the end event fired when the engine collects it, after the serial step beside it ended,
+    and before the step that requires it starts."""
+    roots = tmp_path / "roots"
+    (roots / "orch").mkdir(parents=True)
+    (roots / "orch" / "par.sls").write_text(PARALLEL_ORCH)
+    (tmp_path / "master").write_text(yaml.safe_dump({
+        "root_dir": str(tmp_path / "run"), "cachedir": "cache", "sock_dir": "sock", "pki_dir": "pki",
+        "log_file": "log/master", "file_roots": {"base": [str(roots)]}, "pillar_roots": {"base": []},
+        "log_level": "error"}))
+    out = io.StringIO()
+    rc = orchestrate.orchestrate("orch.par", opts=orchestrate.master_opts(tmp_path), out=out)
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert rc == 0, out.getvalue()
+    # runner steps are named by their function: told apart here by what they last
+    kinds = [("started", 0.0) if line.endswith(" started") else
+             ("ok", float(line.split("ok (")[1].split("s,")[0])) for line in lines]
+    assert [k for k, _ in kinds] == ["started", "started", "ok", "ok", "started", "ok"], lines
+    assert 1.0 <= kinds[2][1] < 3.0 <= kinds[3][1], lines  # quick ends first, then slow, once each
 
 
 def test_halite_orch_refuses_a_pillar_that_is_not_a_json_object(capsys):
