@@ -26,9 +26,11 @@ def access(topo: dict) -> dict:
     """How the control machine logs in, for every run: ``{"key", "known_hosts", "users"}``.
 
     :param topo: a checked topology (:func:`halite.config.load_topology`).
-    :returns: the private key and known_hosts file (the topology's; else the lab's on the lab,
-        ``~/.ssh/id_ed25519`` and ``.halite/<name>/known_hosts`` elsewhere) and each host's
-        login user (its own ``user``, else ``access.user``).
+    :returns: the private key and known_hosts file (the topology's; else, on the lab, the lab's
+        key and the file ``halite hosts trust`` fills when the lab comes up, ``trusted_hosts``
+        beside the lab's own record of the keys it made; elsewhere ``~/.ssh/id_ed25519`` and
+        ``.halite/<name>/known_hosts``) and each host's login user (its own ``user``, else
+        ``access.user``).
 
     Example::
 
@@ -38,7 +40,7 @@ def access(topo: dict) -> dict:
     acc = topo.get("access") or {}
     lab = topo["name"] == "lab"
     key = acc.get("key") or str(LAB_SSH_DIR / "id_ed25519" if lab else Path("~/.ssh/id_ed25519").expanduser())
-    known = acc.get("known_hosts") or str(LAB_SSH_DIR / "known_hosts" if lab
+    known = acc.get("known_hosts") or str(LAB_SSH_DIR / "trusted_hosts" if lab
                                          else config.REPO / ".halite" / topo["name"] / "known_hosts")
     users = {h: view.login_user(topo, h) for h in topo["hosts"]}
     return {"key": key, "known_hosts": known, "users": users}

@@ -1,6 +1,7 @@
 """The lab and the base layer: reachability through the jump host only,
 default-drop firewalls, idempotent states."""
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,19 @@ def test_unknown_host_keys_are_refused(lab, tmp_path):
     res = subprocess.run(["ssh", "-i", str(labmod.KEY), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={empty}",
                           "-o", "StrictHostKeyChecking=yes", "root@10.77.0.10", "true"], capture_output=True, text=True, timeout=30)
     assert res.returncode != 0 and "host key" in res.stderr.lower(), res.stderr
+
+
+def test_salt_ssh_trusts_what_halite_hosts_trust_recorded_when_the_lab_came_up(lab):
+    """The roster's known_hosts is not the lab's own record of the keys it made: `halite lab up`
+    filled it with `halite hosts trust`, and it holds every host's keys under every name."""
+    from halite import hosts, roster
+
+    trusted = Path(roster.access(TOPO)["known_hosts"])
+    assert trusted != labmod.KNOWN_HOSTS and trusted.exists()
+    recorded, lab_keys = hosts.read_known(trusted), hosts.read_known(labmod.KNOWN_HOSTS)
+    for host in HOSTS:
+        for name in [host, *TOPO["hosts"][host]["addresses"].values()]:
+            assert recorded[name] == lab_keys[name], (host, name)
 
 
 def test_hosts_trust_records_every_hosts_keys_through_the_jump_host_as_the_lab_has_them(lab, tmp_path):

@@ -24,11 +24,11 @@ def topo_of(good, **access) -> dict:
 
 def test_the_lab_logs_in_as_its_image_user_with_its_own_key_and_host_keys(good):
     acc = roster.access(good[0])
-    assert acc == {"key": str(roster.LAB_SSH_DIR / "id_ed25519"), "known_hosts": str(roster.LAB_SSH_DIR / "known_hosts"),
+    assert acc == {"key": str(roster.LAB_SSH_DIR / "id_ed25519"), "known_hosts": str(roster.LAB_SSH_DIR / "trusted_hosts"),
                    "users": {h: "admin" for h in good[0]["hosts"]}}
     r = roster.roster(good[0])
     assert all(e["user"] == "admin" and e["sudo"] is True for e in r.values())
-    assert r["db-01"]["ssh_options"][0] == f"UserKnownHostsFile={roster.LAB_SSH_DIR / 'known_hosts'}"
+    assert r["db-01"]["ssh_options"][0] == f"UserKnownHostsFile={roster.LAB_SSH_DIR / 'trusted_hosts'}"
 
 
 def test_root_logs_in_without_sudo(good):
