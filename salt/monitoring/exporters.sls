@@ -45,6 +45,7 @@ monitoring-node-exporter-service:
       - file: monitoring-node-exporter-textfile-dir
 
 {%- if ex.cert_files %}
+{%- set cert_metrics = p.cert_metrics ~ ' ' ~ p.textfile_dir ~ '/halite_tls.prom ' ~ ex.cert_files|join(' ') %}
 
 # the end of this host's certificates of halite's CA, every hour (rule CertificateExpiresSoon)
 monitoring-cert-metrics-script:
@@ -63,7 +64,7 @@ monitoring-cert-metrics-service:
         Description=halite: the end of this host's certificates, for node-exporter
         [Service]
         Type=oneshot
-        ExecStart={{ p.cert_metrics }} {{ p.textfile_dir }}/halite_tls.prom {{ ex.cert_files|join(' ') }}
+        ExecStart={{ cert_metrics }}
     - mode: "0644"
 
 monitoring-cert-metrics-timer:
@@ -94,10 +95,17 @@ monitoring-cert-metrics-active:
       - module: monitoring-cert-metrics-reload
       - file: monitoring-node-exporter-textfile-dir
 
-# again whenever a certificate changes (salt/tls renews it)
+# again whenever a certificate changes (salt/tls renews it): the service's command, run here so
+# that a failure shows the script's own error. Once, in a lab deploy, `systemctl start` of the
+# service failed within 26 ms ("the control process exited with error code"; the lab and its
+# journal were gone before the cause was found, and the next deploy ran it in 1 s): a second
+# and third try ride out such a passing failure, a lasting one still fails the step.
 monitoring-cert-metrics-now:
   cmd.run:
-    - name: systemctl start halite-cert-metrics.service
+    - name: {{ cert_metrics }}
+    - retry:
+        attempts: 3
+        interval: 2
     - onchanges:
       - file: monitoring-cert-metrics-script
       - file: monitoring-cert-metrics-service

@@ -353,3 +353,17 @@ def test_the_postgres_exporter_is_reset_before_its_first_start(tmp):
                                                     "systemctl reset-failed prometheus-postgres-exporter")
     assert rendering.arg(states, reset, "onchanges") == [{"pkg": "monitoring-postgres-exporter-pkg"}]
     assert {"cmd": reset} in rendering.arg(states, "monitoring-postgres-exporter-service", "require")
+
+
+def test_the_certificates_are_read_once_at_deploy_by_the_units_own_command(tmp):
+    """After a certificate changes, the deploy runs the service's command itself (its error in
+    the state output if it fails) and tries it three times; the unit runs the same command."""
+    states = rendering.answer(tmp, "app-01", "state.show_sls", "monitoring.exporters")
+    now = "monitoring-cert-metrics-now"
+    command = rendering.arg(states, now, "name")
+    assert command == ("/usr/local/libexec/halite/cert-metrics /var/lib/prometheus/node-exporter/halite_tls.prom "
+                       "/etc/halite/tls/host.crt /etc/halite/tls/ca.crt")
+    unit = rendering.arg(states, "monitoring-cert-metrics-service", "contents")
+    assert f"ExecStart={command}\n" in unit
+    assert rendering.arg(states, now, "retry") == {"attempts": 3, "interval": 2}
+    assert {"file": "halite-tls-cert"} in rendering.arg(states, now, "onchanges")
