@@ -95,18 +95,17 @@ def jump_address(topo: dict) -> tuple[str, str]:
 #: directory and state files).
 BESIDE_CHAIN: dict[str, tuple[str, ...]] = {
     # the old server: from the base until HAProxy's step, which needs it done
-    "legacy_db": ("db", "backup", "monitoring"),
+    "legacy_db": ("db", "backup"),
     # the repository's host: until Patroni's step, which needs it done
-    "backup": ("db", "legacy_db", "monitoring"),
-    # Prometheus, Alertmanager and the dashboard: until the exporters' step
-    "monitoring": ("db", "backup", "haproxy", "app", "legacy_db"),
+    "backup": ("db", "legacy_db"),
 }
 
 
 def beside_chain(topo: dict) -> dict[str, bool]:
     """Which of orch.deploy's side steps run in parallel with its database chain (the
     ``halite:beside_chain`` pillar key): in the lab, where each side role has its own host
-    (the old server shares app-01 with HAProxy and the site only), all three."""
+    (the old server shares app-01 with HAProxy and the site only), both. (Prometheus is not a
+    side step: started early, it would fire ScrapeTargetDown for every exporter not there yet.)"""
     out = {}
     for role, others in BESIDE_CHAIN.items():
         mine = set(hosts_with_role(topo, role))

@@ -3,12 +3,13 @@
 
     The database chain (etcd, Patroni, PgBouncer, HAProxy, the site, the exporters) runs in
     order. Steps on hosts that chain does not touch yet run beside it (`parallel: True`): the
-    old server, the backup repository's host and the monitoring host's server, each where it
-    shares no host with a step that may run meanwhile (halite.view.beside_chain). Each is
-    declared before the chain and required by a later step of it, so the chain waits for it
-    where it needs it, two steps never work on one host at once (salt-ssh's thin and state
-    files on a host are not safe to share), and every parallel step has ended before the last
-    step wipes salt-ssh off the hosts. #}
+    old server and the backup repository's host, each where it shares no host with a step that
+    may run meanwhile (halite.view.beside_chain). Each is declared before the chain and
+    required by a later step of it, so the chain waits for it where it needs it, two steps
+    never work on one host at once (salt-ssh's thin and state files on a host are not safe to
+    share), and every parallel step has ended before the last step wipes salt-ssh off the
+    hosts. Prometheus is not started early: it would scrape exporters that are not there yet
+    and fire ScrapeTargetDown for every target while the stack is laid down. #}
 {%- set roles = salt['pillar.get']('halite:roles') %}
 {%- set db = roles.db|join(',') %}
 {%- set proxies = roles.haproxy|join(',') %}
@@ -44,19 +45,6 @@ deploy-repository:
     - ssh: True
     - sls: backup
     - parallel: {{ beside['backup'] }}
-    - require:
-      - salt: deploy-base
-
-{% endif %}
-{%- if monitoring %}
-# Prometheus, Alertmanager and the dashboard (their gate waits for the exporters, at the end).
-deploy-monitoring-server:
-  salt.state:
-    - tgt: {{ monitoring|join(',') }}
-    - tgt_type: list
-    - ssh: True
-    - sls: [monitoring.server, monitoring.dashboard]
-    - parallel: {{ beside['monitoring'] }}
     - require:
       - salt: deploy-base
 
@@ -136,14 +124,13 @@ deploy-exporters:
 {%- if backup %}
       - salt: deploy-backup
 {%- endif %}
-      - salt: deploy-monitoring-server
 
 deploy-monitoring:
   salt.state:
     - tgt: {{ monitoring|join(',') }}
     - tgt_type: list
     - ssh: True
-    - sls: monitoring.healthy
+    - sls: [monitoring.server, monitoring.dashboard, monitoring.healthy]
     - require:
       - salt: deploy-exporters
 

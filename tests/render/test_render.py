@@ -134,36 +134,37 @@ def _deploy_layout(steps: dict) -> tuple[dict, dict]:
 
 
 def test_deploy_runs_the_side_steps_beside_the_database_chain(tmp):
-    """The old server, the repository's host and the monitoring server run in parallel with
-    etcd and Patroni; each is required by a later step that is not parallel, so every one has
-    ended before the wipe (order: last), and none shares a host with a step beside it."""
+    """The old server and the repository's host run in parallel with etcd and Patroni; each is
+    required by a later step that is not parallel, so every one has ended before the wipe
+    (order: last). Prometheus starts only after the exporters (early, it would fire
+    ScrapeTargetDown for every exporter not there yet)."""
     res, steps = orch_steps(tmp, "deploy", {})
     assert res.returncode == 0, res.stdout + res.stderr
     parallel, needs = _deploy_layout(steps)
-    side = {"deploy-site-legacy", "deploy-repository", "deploy-monitoring-server"}
+    side = {"deploy-site-legacy", "deploy-repository"}
     assert {sid for sid, on in parallel.items() if on} == side
     for sid in side:
         waiting = [s for s, req in needs.items() if sid in req and not parallel[s]]
         assert waiting, f"{sid} is required by no serial step: the wipe could run before it ends"
     assert "deploy-repository" in needs["deploy-patroni"]
     assert "deploy-site-legacy" in needs["deploy-haproxy"]  # app-01: the old server's host
-    assert "deploy-monitoring-server" in needs["deploy-exporters"]
-    assert step_args(steps["deploy-monitoring"])["sls"] == "monitoring.healthy"
+    assert step_args(steps["deploy-monitoring"])["sls"] == ["monitoring.server", "monitoring.dashboard",
+                                                           "monitoring.healthy"]
+    assert needs["deploy-monitoring"] == ["deploy-exporters"]
 
 
 def test_deploy_keeps_a_side_step_in_line_when_it_shares_a_host(tmp):
-    """The monitoring role on the repository's host: both steps on backup-01 at once would
-    share salt-ssh's files there, so neither runs in parallel; the old server still does."""
+    """The old server on the repository's host: both steps on backup-01 at once would share
+    salt-ssh's files there, so neither runs in parallel."""
     topo = yaml.safe_load((REPO / "pillar/topology.yaml").read_text())
-    topo["hosts"]["backup-01"]["roles"].append("monitoring")
-    del topo["hosts"]["mon-01"]
+    topo["hosts"]["backup-01"]["roles"].append("legacy_db")
+    topo["hosts"]["app-01"]["roles"].remove("legacy_db")
     path = tmp / "topology-shared.yaml"
     path.write_text(yaml.safe_dump(topo))
     res = salt_call(tmp, "control", "Debian", "state.show_sls", "orch.deploy", topology=path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     parallel, _ = _deploy_layout(json.loads(res.stdout)["local"])
-    assert parallel["deploy-repository"] is False and parallel["deploy-monitoring-server"] is False
-    assert parallel["deploy-site-legacy"] is True
+    assert parallel["deploy-repository"] is False and parallel["deploy-site-legacy"] is False
 
 
 def test_etcd_member_orchestration_order(tmp):
