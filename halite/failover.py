@@ -424,7 +424,7 @@ def inject(cluster: Cluster, scenario: str) -> tuple[str, Callable[[], None], fl
         def undo():
             for h in cluster.db_hosts:
                 faults.poweron(h, wait=False)
-            lab.wait_ssh(cluster.data["topology"], cluster.db_hosts, timeout=180)
+            lab.wait_ssh_or_restart(cluster.data["topology"], cluster.db_hosts, lab.load_state(), timeout=180)
         return "every db host powered off", undo, 2
     raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
 

@@ -99,7 +99,7 @@ def poweron(host: str, wait: bool = True) -> str:
     state = lab.load_state()
     lab.start_host(data["topology"], host, state)
     if wait:
-        lab.wait_ssh(data["topology"], [host], timeout=120)
+        lab.wait_ssh_or_restart(data["topology"], [host], state, timeout=120)
     return f"{host}: powered on"
 
 

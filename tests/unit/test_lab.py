@@ -104,7 +104,7 @@ def test_a_container_whose_sshd_does_not_answer_is_reported_and_restarted_once(m
     monkeypatch.setattr(lab, "_boot_report", lambda host, state: "degraded\nssh.service: active")
     monkeypatch.setattr(lab, "stop_host", lambda host, state: calls.append(("stop", host)))
     monkeypatch.setattr(lab, "start_host", lambda topo, host, state: calls.append(("start", host)))
-    lab._wait_ssh_or_restart({}, ["jump-01", "db-01", "db-02"], {"hosts": {}})
+    lab.wait_ssh_or_restart({}, ["jump-01", "db-01", "db-02"], {"hosts": {}})
     assert calls == [("wait", ["jump-01", "db-01", "db-02"]), ("stop", "db-02"), ("start", "db-02"),
                      ("wait", ["db-02"])]
     err = capsys.readouterr()
@@ -122,7 +122,7 @@ def test_a_container_that_does_not_answer_twice_fails_lab_up(monkeypatch):
     monkeypatch.setattr(lab, "stop_host", lambda host, state: None)
     monkeypatch.setattr(lab, "start_host", lambda topo, host, state: None)
     with pytest.raises(lab.SshTimeout, match="sshd did not answer within 120s on: db-02"):
-        lab._wait_ssh_or_restart({}, ["db-02"], {"hosts": {}})
+        lab.wait_ssh_or_restart({}, ["db-02"], {"hosts": {}})
 
 
 def test_lab_up_refuses_limits_the_machine_cannot_give(monkeypatch):
