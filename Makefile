@@ -11,27 +11,28 @@ DEBS := systemd-container debootstrap dpkg-dev apt-utils gnupg iproute2 nftables
 # What the tests add (make test, the benchmarks): a local PostgreSQL, PgBouncer and pgBackRest
 # for the offline tests, Chromium for the browser tests.
 TEST_DEBS := postgresql-15 postgresql-client-15 pgbouncer pgbackrest chromium chromium-driver
+# $(call APT_INSTALL,PACKAGES): install those of PACKAGES that are missing (nothing if none is).
+APT_INSTALL = if ! dpkg -s $(1) >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; fi
 
 .PHONY: deps test-deps demo test test-unit down status bench-failover bench-power-loss bench-connections bench-loop-wait bench-web bench-backup clean
 
 $(VENV)/.deps-ok: pyproject.toml
 	@echo "==> Debian packages: $(DEBS)"
-	@if ! dpkg -s $(DEBS) >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; fi
+	@$(call APT_INSTALL,$(DEBS))
 	@echo "==> Python virtualenv $(VENV) (salt 3008.4, pytest-salt-factories, psycopg 3)"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(PY) -c 'import salt, pydantic, yaml, flask, psycopg, matplotlib, saltfactories' 
 	@touch $@
 
-# nginx unpacked under .venv/nginx (not installed: no service started on this
-# machine) for the render test that runs `nginx -t` on the site's config.
 $(VENV)/.test-debs-ok: Makefile | $(VENV)/.deps-ok
 	@echo "==> Debian packages for the tests: $(TEST_DEBS)"
-	@if ! dpkg -s $(TEST_DEBS) >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; fi
+	@$(call APT_INSTALL,$(TEST_DEBS))
 	@touch $@
 
+# nginx unpacked under .venv/nginx (not installed: no service started on this
+# machine) for the render test that runs `nginx -t` on the site's config.
 $(VENV)/nginx/usr/sbin/nginx: | $(VENV)/.deps-ok
 	@echo "==> nginx (unpacked under $(VENV)/nginx for nginx -t)"
 	@rm -rf $(VENV)/nginx-debs && mkdir -p $(VENV)/nginx-debs

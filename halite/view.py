@@ -89,28 +89,18 @@ def jump_address(topo: dict) -> tuple[str, str]:
     return jump, topo["hosts"][jump]["addresses"].get("edge") or cluster_address(topo, jump)
 
 
-#: orch.deploy's steps that may run beside its database chain (``parallel: True``), by role,
-#: with the roles whose steps can be running at the same time: a step runs beside them only
-#: where it shares no host with them (two salt-ssh runs on one host would share its thin
-#: directory and state files).
-BESIDE_CHAIN: dict[str, tuple[str, ...]] = {
-    # the old server: from the base until HAProxy's step, which needs it done
-    "legacy_db": ("db", "backup"),
-    # the repository's host: until Patroni's step, which needs it done
-    "backup": ("db", "legacy_db"),
-}
+def beside_chain(topo: dict) -> bool:
+    """Whether orch.deploy's side steps, the old server's and the repository host's, run in
+    parallel with its database chain (the ``halite:beside_chain`` pillar key).
 
-
-def beside_chain(topo: dict) -> dict[str, bool]:
-    """Which of orch.deploy's side steps run in parallel with its database chain (the
-    ``halite:beside_chain`` pillar key): in the lab, where each side role has its own host
-    (the old server shares app-01 with HAProxy and the site only), both. (Prometheus is not a
-    side step: started early, it would fire ScrapeTargetDown for every exporter not there yet.)"""
-    out = {}
-    for role, others in BESIDE_CHAIN.items():
-        mine = set(hosts_with_role(topo, role))
-        out[role] = not any(mine & set(hosts_with_role(topo, other)) for other in others)
-    return out
+    Two salt-ssh runs on one host would share its thin directory and state files, so no side
+    step may share a host with a step running meanwhile. The model keeps both roles off the db
+    hosts, whose steps they run beside; what is left is the two sharing a host (the old
+    server's step runs while the repository's and the backup's do). In the lab they do not.
+    Prometheus is not a side step: started early, it would fire ScrapeTargetDown for every
+    exporter not there yet.
+    """
+    return not set(hosts_with_role(topo, "legacy_db")) & set(hosts_with_role(topo, "backup"))
 
 
 def host_states(topo: dict, host: str) -> list[str]:

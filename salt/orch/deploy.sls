@@ -31,7 +31,7 @@ deploy-site-legacy:
     - tgt_type: list
     - ssh: True
     - sls: legacy
-    - parallel: {{ beside['legacy_db'] }}
+    - parallel: {{ beside }}
     - require:
       - salt: deploy-base
 
@@ -44,7 +44,7 @@ deploy-repository:
     - tgt_type: list
     - ssh: True
     - sls: backup
-    - parallel: {{ beside['backup'] }}
+    - parallel: {{ beside }}
     - require:
       - salt: deploy-base
 
